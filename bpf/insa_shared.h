@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Every struct and constant that crosses the kernel/user boundary of
+ * insa-exporter. Included by bpf/insa.bpf.c and by the C++ side, which adds
+ * static_asserts on sizes (userspace/reader/layout.h). Change a layout here
+ * and only here; CMake rebuilds both sides.
+ *
+ * Data flow: probes.yaml is compiled by userspace into one insa_probe_spec per
+ * attach point (the attach cookie is its index in the `specs` map). The
+ * generic programs read the spec, evaluate its actions and aggregate into
+ * `counters` (per-CPU: counters and histograms) and `gauges` (shared). Keys
+ * are (series id, captured label bytes); userspace owns the meaning of both.
+ */
+#ifndef INSA_SHARED_H
+#define INSA_SHARED_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define INSA_MAX_PROBES 512   /* specs map entries: attach points with a cookie */
+#define INSA_MAX_ACTIONS 6    /* metric updates one probe performs */
+#define INSA_MAX_LABELS 4     /* kernel-captured label slots per action */
+#define INSA_MAX_RULES 4      /* status rules per probe, first match wins */
+#define INSA_MAX_BUCKETS 16   /* finite `le` bounds per histogram (+Inf implied) */
+#define INSA_MAX_ARGS 6       /* SysV integer argument registers */
+#define INSA_MAX_FRAMES 32    /* open probed calls tracked per thread */
+#define INSA_KEY_BYTES 128    /* captured label bytes in an aggregation key */
+#define INSA_STR_MAX 64       /* longest string a label slot may capture */
+
+/* Where a value (label, histogram observation, rule operand) comes from. */
+enum insa_src {
+	INSA_SRC_NONE = 0,
+	INSA_SRC_CONST = 1,    /* action.value_const */
+	INSA_SRC_ARG = 2,      /* integer argument n (1-based) */
+	INSA_SRC_ARG_STR = 3,  /* NUL-terminated string at argument n */
+	INSA_SRC_RET = 4,      /* return value (rax at the exit site) */
+	INSA_SRC_DURATION = 5, /* ns from entry to exit of the same call */
+	INSA_SRC_STATUS = 6,   /* status index chosen by the probe's rules */
+	INSA_SRC_PID = 7,      /* tgid of the process */
+};
+
+/* What an action does to its series. */
+enum insa_op {
+	INSA_OP_COUNT = 1,      /* counter: sum += value (value defaults to 1) */
+	INSA_OP_OBSERVE = 2,    /* histogram: bucket, sum, count */
+	INSA_OP_GAUGE_ADD = 3,  /* gauge += value */
+	INSA_OP_GAUGE_SUB = 4,  /* gauge -= value */
+	INSA_OP_GAUGE_SET = 5,  /* gauge = value */
+	INSA_OP_INFLIGHT = 6,   /* gauge +1 at entry, -1 when the call ends in any way */
+	INSA_OP_SPAN_BEGIN = 7, /* remember now under (span series, pid, value) */
+	INSA_OP_SPAN_END = 8,   /* observe now - begin into this histogram series */
+};
+
+enum insa_when {
+	INSA_AT_ENTRY = 0,
+	INSA_AT_EXIT = 1,
+};
+
+enum insa_cmp {
+	INSA_CMP_LT = 1,
+	INSA_CMP_LE,
+	INSA_CMP_EQ,
+	INSA_CMP_NE,
+	INSA_CMP_GT,
+	INSA_CMP_GE,
+};
+
+/* Probe spec flags. */
+#define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */
+#define INSA_PROBE_CATCH (1u << 1)   /* this attach point is the C++ catch hook */
+
+/* One label slot of the key: `len` bytes at `offset` of insa_key.data. */
+struct insa_label_src {
+	__u8 src;    /* enum insa_src */
+	__u8 arg;    /* 1-based argument for ARG/ARG_STR */
+	__u8 offset; /* byte offset in insa_key.data */
+	__u8 len;    /* 8 for integers, capture length for strings */
+};
+
+/* A status rule: if (src cmp value) then status. */
+struct insa_rule {
+	__u8 src; /* RET, DURATION or ARG */
+	__u8 arg;
+	__u8 cmp; /* enum insa_cmp */
+	__u8 status;
+	__u32 pad;
+	__s64 value;
+};
+
+struct insa_action {
+	__u32 series;     /* key.series: userspace maps it to family + static labels */
+	__u8 op;          /* enum insa_op */
+	__u8 when;        /* enum insa_when (INFLIGHT ignores it) */
+	__u8 value_src;   /* enum insa_src for the observed/added value */
+	__u8 value_arg;   /* argument for ARG */
+	__u8 nlabels;
+	__u8 nbounds;
+	__u8 span_arg;    /* SPAN_*: 1-based argument that keys the span */
+	__u8 pad;
+	__u32 span_series; /* SPAN_BEGIN: series of the matching SPAN_END action */
+	__s64 value_const;
+	struct insa_label_src labels[INSA_MAX_LABELS];
+	__s64 bounds[INSA_MAX_BUCKETS]; /* ascending `le` bounds in value units (ns for durations) */
+};
+
+struct insa_probe_spec {
+	__u32 flags;          /* INSA_PROBE_* */
+	__u32 owner;          /* exit sites: spec index of the function's entry */
+	__u8 nactions;
+	__u8 nrules;
+	__u8 default_status;   /* status when no rule matches */
+	__u8 exception_status; /* status of a call left by a C++ exception */
+	__u32 pad;
+	__s64 entry_sp_delta;  /* rsp at entry site + delta == rsp at function entry */
+	struct insa_rule rules[INSA_MAX_RULES];
+	struct insa_action actions[INSA_MAX_ACTIONS];
+};
+
+/* Aggregation key for counters, histograms and gauges. */
+struct insa_key {
+	__u32 series;
+	__u32 pad;
+	__u8 data[INSA_KEY_BYTES];
+};
+
+/* Per-CPU value of a counter or histogram series. */
+struct insa_hist {
+	__u64 count;
+	__s64 sum;
+	__u64 buckets[INSA_MAX_BUCKETS + 1]; /* non-cumulative; last is +Inf */
+};
+
+/* Per-probe self statistics (per-CPU array indexed by spec index). */
+struct insa_probe_stats {
+	__u64 hits;      /* times the attach point fired */
+	__u64 completed; /* tracked calls closed by an exit site */
+	__u64 exceptions;/* tracked calls closed by a C++ catch below them */
+	__u64 abandoned; /* frames reclaimed: thread exit, longjmp, lost exit */
+	__u64 unmatched; /* exit with no open frame (attached mid-call) */
+	__u64 overflow;  /* entry not tracked: frame stack full */
+};
+
+/* An open probed call, kept in task storage. */
+struct insa_frame {
+	__u64 sp; /* rsp at function entry (address of the return address) */
+	__u64 ts;
+	__u32 probe;
+	__u32 pad;
+	__u64 args[INSA_MAX_ARGS];
+};
+
+struct insa_frames {
+	__u32 depth;
+	__u32 pad;
+	struct insa_frame f[INSA_MAX_FRAMES];
+};
+
+struct insa_span_key {
+	__u32 series;
+	__u32 tgid;
+	__s64 id;
+};
+
+/* Ring buffer event: a process (thread group) exited. */
+struct insa_exit_event {
+	__u32 tgid;
+	__s32 exit_code; /* wait status: (code << 8) | signal */
+	char comm[16];
+};
+
+#endif /* INSA_SHARED_H */
