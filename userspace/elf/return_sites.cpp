@@ -125,9 +125,8 @@ class Analyzer {
     return false;
   }
 
-  std::string where(const cs_insn& i) const {
-    return "'" + sym_.demangled + "' at " + hex(i.address) + " (" + text(i) +
-           ") in '" + file_.path() + "'";
+  static std::string where(const cs_insn& i) {
+    return "at " + hex(i.address) + " (" + text(i) + ")";
   }
 
   Error refuse(const std::string& why) const {
