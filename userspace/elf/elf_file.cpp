@@ -168,7 +168,7 @@ std::string strip_parameters(std::string_view d) {
   }
   if (open == std::string_view::npos || open == 0) return "";
   std::string_view name = s.substr(0, open);
-  if (name.back() == ')')
+  if (name.back() == ')' && !ends_with(name, "operator()"))
     return "";  // function returning a function pointer: too odd
   // Template functions carry their return type: "int ns::f<int>(int)". Drop
   // what precedes the last space at nesting depth 0, but never split "operator
