@@ -22,43 +22,17 @@
 
 #include "common/cli.h"
 #include "common/observable.h"
-#include "common/rng.h"
+#include "common/request_plan.h"
 #include "common/truth.h"
 
 namespace insa_demo {
 
-/// What request `id` will do; a pure function of the seed and the id.
-struct Plan {
-  enum Kind { kSuccess, kError, kSlow } kind;
-  long duration_ms;
-  long request_size;
-  long response_size;
-};
-
-constexpr long kSuccessMs[] = {2, 7, 20};
-constexpr long kErrorMs = 3;
-constexpr long kSlowMs = 120;
-constexpr long kRequestSizes[] = {60, 700, 3000, 20000};
-constexpr long kResponseSizes[] = {250, 1500, 7000, 40000};
-
 static std::uint64_t g_seed = 1;
 static bool g_throw_errors = false;
 
-Plan plan_for(long id) {
-  Plan p{};
-  std::uint64_t roll = pick(g_seed, 1, id, 100);
-  p.kind = roll < 75 ? Plan::kSuccess : roll < 90 ? Plan::kError : Plan::kSlow;
-  p.duration_ms = p.kind == Plan::kSuccess ? kSuccessMs[pick(g_seed, 2, id, 3)]
-                  : p.kind == Plan::kError ? kErrorMs
-                                           : kSlowMs;
-  p.request_size = kRequestSizes[pick(g_seed, 3, id, 4)];
-  p.response_size = kResponseSizes[pick(g_seed, 4, id, 4)];
-  return p;
-}
-
 /// The request handler the probes watch. Called exactly once per request.
 INSA_OBSERVABLE long handle_request(long request_id, const char* agent_type, long request_size) {
-  Plan p = plan_for(request_id);
+  Plan p = plan_for(g_seed, request_id);
   (void)agent_type;
   (void)request_size;
   work_for_ms(p.duration_ms);
@@ -123,14 +97,14 @@ int main(int argc, char** argv) {
                               std::chrono::duration<double>(id / rate));
         if (!sleep_until_or_stop(at)) return;
       }
-      Plan p = plan_for(id);
+      Plan p = plan_for(g_seed, id);
       long result;
       try {
         result = handle_request(id, agent.c_str(), p.request_size);
       } catch (const std::runtime_error&) {
         result = -1;
       }
-      const char* status = result < 0 ? "error" : p.kind == Plan::kSlow ? "timeout" : "success";
+      const char* status = result < 0 ? "error" : status_of(p);
       truth.add("insa_agent_requests_total", {{"agent_type", agent}, {"status", status}});
       truth.observe("insa_agent_request_duration_seconds", agent_l, p.duration_ms / 1000.0);
       truth.observe("insa_agent_request_size_bytes", agent_l, static_cast<double>(p.request_size));
