@@ -210,34 +210,34 @@ class Analyzer {
     }
     if (w->id == X86_INS_ADD && wx.op_count == 2 &&
         wx.operands[1].type == X86_OP_REG) {
-      // PIE: lea B, [rip+T]; movsxd X, [B + I*4]; add R, S; jmp R  with {X, B}
-      // = {R, S}.
+      // PIE: T is a table of 32-bit offsets from T itself, loaded by
+      //   lea B, [rip+T]; movsxd X, [B + I*4]; add R, S; jmp R     (-O2), or
+      //   ...; mov eax, [..]; cdqe; lea S, [rip+T]; add R, S; jmp R  (-O0).
+      // Adding two registers right before an indirect jmp is a table dispatch:
+      // from here on, anything we cannot verify is a refusal.
+      *unsure = true;
       x86_reg s = full_reg(wx.operands[1].reg);
-      const cs_insn* wr = writer(index_of(w), r);
-      const cs_insn* ws = writer(index_of(w), s);
-      if (!wr || !ws) return 0;
-      const cs_insn* load = wr->id == X86_INS_MOVSXD ? wr : ws;
-      const cs_insn* lea = wr->id == X86_INS_LEA ? wr : ws;
-      if (load->id != X86_INS_MOVSXD || lea->id != X86_INS_LEA) return 0;
-      const cs_x86_op& lo = load->detail->x86.operands[1];
-      const cs_x86_op& le = lea->detail->x86.operands[1];
-      *unsure = true;  // from here on it is a table dispatch
-      if (lo.type != X86_OP_MEM || lo.mem.scale != 4 || le.type != X86_OP_MEM ||
-          le.mem.base != X86_REG_RIP ||
-          full_reg(lo.mem.base) != full_reg(lea->detail->x86.operands[0].reg)) {
-        return 0;
+      const cs_insn* lea = nullptr;
+      for (x86_reg reg : {s, r}) {
+        const cs_insn* c = writer(index_of(w), reg);
+        if (c && c->id == X86_INS_LEA &&
+            c->detail->x86.operands[1].type == X86_OP_MEM &&
+            c->detail->x86.operands[1].mem.base == X86_REG_RIP) {
+          lea = c;
+          break;
+        }
       }
-      uint64_t table = lea->address + lea->size + le.mem.disp;
+      if (!lea) return 0;
+      uint64_t table =
+          lea->address + lea->size + lea->detail->x86.operands[1].mem.disp;
       auto b = file_.bytes_at_vaddr(table, 4);
       if (!b) return 0;
       int32_t rel;
       std::memcpy(&rel, b->data(), 4);
       uint64_t t = table + static_cast<int64_t>(rel);
-      if (inside(t)) {
-        *unsure = false;
-        return t;
-      }
-      return 0;
+      if (!inside(t)) return 0;
+      *unsure = false;
+      return t;
     }
     if (w->id == X86_INS_MOVSXD) *unsure = true;
     return 0;
