@@ -373,6 +373,11 @@ SEC("uprobe")
 int insa_exit(struct pt_regs *ctx)
 {
 	__u32 id = bpf_get_attach_cookie(ctx);
+	__u64 sp = ctx->sp;
+	if (id & INSA_COOKIE_URET) {
+		id &= ~INSA_COOKIE_URET;
+		sp -= 8; /* the return address has been popped */
+	}
 	struct insa_frames *fs = bpf_task_storage_get(&frames, bpf_get_current_task_btf(), 0, 0);
 	if (!fs) {
 		STAT_INC(id, unmatched);
@@ -380,7 +385,6 @@ int insa_exit(struct pt_regs *ctx)
 	}
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 sp = ctx->sp;
 	reclaim_below(fs, sp, 0, 0, now, tgid);
 	__u32 d = fs->depth;
 	if (d == 0 || d > INSA_MAX_FRAMES) {

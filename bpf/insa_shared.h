@@ -66,6 +66,9 @@ enum insa_cmp {
 	INSA_CMP_GE,
 };
 
+/* Cookie bit of an exit attached as a uretprobe: rsp there is entry rsp + 8. */
+#define INSA_COOKIE_URET (1u << 31)
+
 /* Probe spec flags. */
 #define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */
 #define INSA_PROBE_CATCH (1u << 1)   /* this attach point is the C++ catch hook */

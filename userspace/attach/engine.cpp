@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "attach/engine.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdarg>
+#include <cstring>
+
+#include "elf/elf_file.h"
+#include "insa_probes.skel.h"
+
+namespace insa::attach {
+
+Link& Link::operator=(Link&& o) noexcept {
+  if (this != &o) {
+    if (l_) bpf_link__destroy(l_);
+    l_ = o.l_;
+    o.l_ = nullptr;
+  }
+  return *this;
+}
+
+Link::~Link() {
+  if (l_) bpf_link__destroy(l_);
+}
+
+void SkeletonDeleter::operator()(::insa_probes* s) const { insa_probes__destroy(s); }
+void RingBufferDeleter::operator()(ring_buffer* r) const { ring_buffer__free(r); }
+
+namespace {
+
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[2048];
+  int n = vsnprintf(buf, sizeof buf, fmt, args);
+  while (n > 0 && n < static_cast<int>(sizeof buf) && buf[n - 1] == '\n') buf[--n] = 0;
+  if (level == LIBBPF_WARN)
+    spdlog::warn("libbpf: {}", buf);
+  else
+    spdlog::debug("libbpf: {}", buf);
+  return 0;
+}
+
+const char* role_name(plan::Role r) {
+  switch (r) {
+    case plan::Role::Entry: return "entry";
+    case plan::Role::Exit: return "return site";
+    case plan::Role::Uretprobe: return "uretprobe";
+    case plan::Role::Catch: return "catch hook";
+    case plan::Role::Usdt: return "usdt";
+  }
+  return "?";
+}
+
+std::string privilege_hint(int e) {
+  if (e == EPERM || e == EACCES)
+    return " (run as root, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)";
+  return "";
+}
+
+}  // namespace
+
+void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
+
+Engine::Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> skel)
+    : plan_(std::move(plan)), skel_(std::move(skel)) {
+  links_.resize(plan_.probes.size());
+  states_.resize(plan_.probes.size());
+}
+
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const EngineOptions& opts) {
+  std::unique_ptr<::insa_probes, SkeletonDeleter> skel(insa_probes__open());
+  if (!skel) return Error::from_errno("cannot open the BPF object");
+  bpf_map__set_max_entries(skel->maps.counters, opts.max_series);
+  bpf_map__set_max_entries(skel->maps.gauges, opts.max_series);
+  if (int err = insa_probes__load(skel.get())) {
+    return Error{"cannot load the BPF programs: " + std::string(strerror(-err)) + privilege_hint(-err) +
+                     " (run with --log.level debug for the verifier log)",
+                 -err};
+  }
+  int fd = bpf_map__fd(skel->maps.specs);
+  for (uint32_t i = 0; i < plan.specs.size(); ++i) {
+    if (bpf_map_update_elem(fd, &i, &plan.specs[i], BPF_ANY))
+      return Error::from_errno("cannot fill the probe spec map");
+  }
+  return std::unique_ptr<Engine>(new Engine(plan, std::move(skel)));
+}
+
+Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
+  bpf_link* l = nullptr;
+  switch (p.role) {
+    case plan::Role::Entry:
+    case plan::Role::Exit:
+    case plan::Role::Uretprobe:
+    case plan::Role::Catch: {
+      LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = p.cookie, .retprobe = p.role == plan::Role::Uretprobe);
+      bpf_program* prog = p.role == plan::Role::Entry     ? skel_->progs.insa_entry
+                          : p.role == plan::Role::Catch ? skel_->progs.insa_catch
+                                                        : skel_->progs.insa_exit;
+      l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
+      break;
+    }
+    case plan::Role::Usdt: {
+      LIBBPF_OPTS(bpf_usdt_opts, o, .usdt_cookie = p.cookie);
+      l = bpf_program__attach_usdt(skel_->progs.insa_usdt, p.pid, p.binary.c_str(), p.usdt_provider.c_str(),
+                                   p.usdt_name.c_str(), &o);
+      break;
+    }
+  }
+  if (!l) {
+    int e = errno;
+    char off[32];
+    std::snprintf(off, sizeof off, "0x%llx", static_cast<unsigned long long>(p.offset));
+    return Error{std::string("cannot attach ") + role_name(p.role) + " to " + p.binary + " at " +
+                     (p.role == plan::Role::Usdt ? p.usdt_provider + ":" + p.usdt_name : std::string(off)) +
+                     (p.pid > 0 ? " pid " + std::to_string(p.pid) : "") + ": " + strerror(e) + privilege_hint(e),
+                 e};
+  }
+  return Link(l);
+}
+
+Result<void> Engine::attach_probe(size_t i) {
+  const auto& pp = plan_.probes[i];
+  std::vector<Link> links;
+  for (const auto& point : pp.points) {
+    auto l = attach_point(point);
+    if (!l) {
+      states_[i].attached = false;
+      states_[i].error = pp.mark.str() + ": probe '" + pp.name + "': " + l.error().message;
+      return Error{states_[i].error, l.error().err};
+    }
+    links.push_back(std::move(*l));
+  }
+  links_[i] = std::move(links);
+  states_[i] = ProbeState{true, links_[i].size(), ""};
+  return {};
+}
+
+Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const insa_probe_spec& spec) {
+  uint32_t key = static_cast<uint32_t>(i);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.specs), &key, &spec, BPF_ANY))
+    return Error::from_errno("cannot update the spec of probe '" + pp.name + "'");
+  plan_.specs[i] = spec;
+  for (auto& l : links_[i]) retired_links_.push_back(std::move(l));
+  links_[i].clear();
+  plan_.probes[i] = pp;
+  return attach_probe(i);
+}
+
+void Engine::detach_probe(size_t i) {
+  links_[i].clear();
+  states_[i].attached = false;
+  states_[i].points_attached = 0;
+}
+
+size_t Engine::attach_all() {
+  if (plan_.needs_catch && shared_links_.empty()) {
+    // C++ exceptions: a tracked call unwound by a throw ends at the catch.
+    auto lib = elf::resolve_library("libstdc++.so.6");
+    if (lib) {
+      auto f = elf::ElfFile::open(*lib);
+      auto sym = f ? f->find_function("__cxa_begin_catch") : Result<elf::Symbol>(f.error());
+      if (sym) {
+        plan::AttachPoint p;
+        p.role = plan::Role::Catch;
+        p.binary = *lib;
+        p.offset = sym->file_offset;
+        auto l = attach_point(p);
+        if (l)
+          shared_links_.push_back(std::move(*l));
+        else
+          spdlog::warn("C++ exception tracking off: {}", l.error().message);
+      }
+    } else {
+      spdlog::info("no libstdc++ on this host: C++ exception tracking not needed");
+    }
+  }
+  size_t ok = 0;
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    auto r = attach_probe(i);
+    if (r) {
+      ++ok;
+      spdlog::info("probe '{}' attached: {} ({} points, {} return sites)", plan_.probes[i].name,
+                   plan_.probes[i].target, states_[i].points_attached, plan_.probes[i].exit_sites);
+    } else {
+      spdlog::error("{}", r.error().message);
+    }
+  }
+  return ok;
+}
+
+Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
+  exit_cb_ = std::move(cb);
+  bpf_link* l = bpf_program__attach(skel_->progs.insa_task_exit);
+  if (!l) return Error::from_errno("cannot attach the sched_process_exit tracepoint");
+  shared_links_.emplace_back(l);
+  auto handler = [](void* ctx, void* data, size_t size) -> int {
+    if (size < sizeof(insa_exit_event)) return 0;
+    auto* self = static_cast<Engine*>(ctx);
+    const auto* e = static_cast<const insa_exit_event*>(data);
+    ExitEvent ev{e->tgid, e->exit_code, std::string(e->comm, strnlen(e->comm, sizeof e->comm))};
+    if (self->exit_cb_) self->exit_cb_(ev);
+    return 0;
+  };
+  ring_buffer* rb = ring_buffer__new(bpf_map__fd(skel_->maps.exits), handler, this, nullptr);
+  if (!rb) return Error::from_errno("cannot open the exit ring buffer");
+  exits_.reset(rb);
+  return {};
+}
+
+int Engine::poll_exits(int timeout_ms) { return exits_ ? ring_buffer__poll(exits_.get(), timeout_ms) : 0; }
+
+int Engine::counters_fd() const { return bpf_map__fd(skel_->maps.counters); }
+int Engine::gauges_fd() const { return bpf_map__fd(skel_->maps.gauges); }
+int Engine::stats_fd() const { return bpf_map__fd(skel_->maps.stats); }
+
+}  // namespace insa::attach

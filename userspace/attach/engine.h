@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file The BPF side of a plan: the skeleton opened, sized, loaded through the
+/// verifier and attached point by point. Every libbpf resource is owned by a
+/// move-only RAII handle; the engine owns them all.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attach/plan.h"
+#include "common/result.h"
+
+struct insa_probes;
+struct bpf_link;
+struct ring_buffer;
+
+namespace insa::attach {
+
+/// Owns one bpf_link; destroying it detaches.
+class Link {
+ public:
+  Link() = default;
+  explicit Link(bpf_link* l) : l_(l) {}
+  Link(Link&& o) noexcept : l_(o.l_) { o.l_ = nullptr; }
+  Link& operator=(Link&& o) noexcept;
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+  ~Link();
+  explicit operator bool() const { return l_ != nullptr; }
+
+ private:
+  bpf_link* l_ = nullptr;
+};
+
+struct SkeletonDeleter {
+  void operator()(::insa_probes* s) const;
+};
+struct RingBufferDeleter {
+  void operator()(ring_buffer* r) const;
+};
+
+/// Attach state of one probe (all its points).
+struct ProbeState {
+  bool attached = false;
+  size_t points_attached = 0;
+  std::string error;  ///< first attach failure, one line
+};
+
+struct EngineOptions {
+  uint32_t max_series = 16384;  ///< entries of the counters and gauges maps
+};
+
+/// A process exit reported by the kernel.
+struct ExitEvent {
+  uint32_t tgid;
+  int exit_code;  ///< wait status
+  std::string comm;
+};
+
+class Engine {
+ public:
+  /// Opens and loads the BPF object (verifier included) and fills the spec map.
+  /// Nothing is attached yet; this is all `check` needs.
+  static Result<std::unique_ptr<Engine>> load(const plan::Plan& plan, const EngineOptions& opts);
+  ~Engine();
+
+  /// Attaches every point of every probe. A failing point is recorded in the probe's
+  /// state and logged; the others still attach. Returns the number of probes attached.
+  size_t attach_all();
+  /// Attaches the points of one probe (again), e.g. after its binary was replaced.
+  Result<void> attach_probe(size_t probe);
+  /// Re-targets probe i after its binary changed on disk (new inode): new spec and
+  /// points from a fresh plan. Links on the old file stay until exit, so processes
+  /// still running the old binary keep being measured.
+  Result<void> replace_probe(size_t probe, const plan::ProbePlan& pp, const insa_probe_spec& spec);
+  /// Detaches one probe's points.
+  void detach_probe(size_t probe);
+  /// Starts reporting process exits to `cb` (called from poll_exits).
+  Result<void> watch_exits(std::function<void(const ExitEvent&)> cb);
+  /// Drains pending exit events; waits at most timeout_ms.
+  int poll_exits(int timeout_ms);
+
+  const std::vector<ProbeState>& states() const { return states_; }
+  const plan::Plan& plan() const { return plan_; }
+  int counters_fd() const;
+  int gauges_fd() const;
+  int stats_fd() const;
+
+ private:
+  Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> skel);
+  Result<Link> attach_point(const plan::AttachPoint& p);
+
+  plan::Plan plan_;
+  std::unique_ptr<::insa_probes, SkeletonDeleter> skel_;
+  std::vector<std::vector<Link>> links_;  ///< per probe
+  std::vector<Link> shared_links_;        ///< catch hook, task exit
+  std::vector<Link> retired_links_;       ///< links on replaced binaries
+  std::vector<ProbeState> states_;
+  std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
+  std::function<void(const ExitEvent&)> exit_cb_;
+};
+
+/// Routes libbpf's messages into spdlog (debug level, warnings as warnings).
+void install_libbpf_logger();
+
+}  // namespace insa::attach

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "attach/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "elf/elf_file.h"
+#include "elf/return_sites.h"
+#include "elf/usdt.h"
+
+namespace insa::plan {
+namespace fs = std::filesystem;
+using config::UpdateOp;
+using config::ValueRef;
+
+Result<std::string> resolve_binary(const std::string& binary, const std::string& config_file) {
+  if (binary.find('/') == std::string::npos) return elf::resolve_library(binary);
+  fs::path p(binary);
+  if (p.is_relative()) {
+    fs::path near = fs::path(config_file).parent_path() / p;
+    if (fs::exists(near)) p = near;
+  }
+  std::error_code ec;
+  auto abs = fs::canonical(p, ec);
+  if (ec) return Error{"binary '" + binary + "' not found: " + ec.message() + " (paths are relative to the config file's directory)", ec.value()};
+  return abs.string();
+}
+
+namespace {
+
+uint8_t src_of(const ValueRef& v) {
+  switch (v.kind) {
+    case ValueRef::Kind::Literal: return INSA_SRC_NONE;
+    case ValueRef::Kind::Int: return INSA_SRC_CONST;
+    case ValueRef::Kind::Arg: return INSA_SRC_ARG;
+    case ValueRef::Kind::ArgStr: return INSA_SRC_ARG_STR;
+    case ValueRef::Kind::Ret: return INSA_SRC_RET;
+    case ValueRef::Kind::Duration: return INSA_SRC_DURATION;
+    case ValueRef::Kind::Status: return INSA_SRC_STATUS;
+    case ValueRef::Kind::Pid: return INSA_SRC_PID;
+  }
+  return INSA_SRC_NONE;
+}
+
+uint8_t op_of(UpdateOp op) {
+  switch (op) {
+    case UpdateOp::Count: return INSA_OP_COUNT;
+    case UpdateOp::Observe: return INSA_OP_OBSERVE;
+    case UpdateOp::Add: return INSA_OP_GAUGE_ADD;
+    case UpdateOp::Sub: return INSA_OP_GAUGE_SUB;
+    case UpdateOp::Set: return INSA_OP_GAUGE_SET;
+    case UpdateOp::Inflight: return INSA_OP_INFLIGHT;
+    case UpdateOp::SpanBegin: return INSA_OP_SPAN_BEGIN;
+    case UpdateOp::SpanEnd: return INSA_OP_SPAN_END;
+  }
+  return 0;
+}
+
+uint8_t cmp_of(config::Cmp c) {
+  switch (c) {
+    case config::Cmp::Lt: return INSA_CMP_LT;
+    case config::Cmp::Le: return INSA_CMP_LE;
+    case config::Cmp::Eq: return INSA_CMP_EQ;
+    case config::Cmp::Ne: return INSA_CMP_NE;
+    case config::Cmp::Gt: return INSA_CMP_GT;
+    case config::Cmp::Ge: return INSA_CMP_GE;
+  }
+  return 0;
+}
+
+class Builder {
+ public:
+  explicit Builder(const config::Config& cfg) : cfg_(cfg) {}
+
+  Result<Plan> build() {
+    // Spans pair a begin in one probe with an end in another: the end's series id
+    // keys both, so number every span end first.
+    for (const auto& p : cfg_.probes)
+      for (const auto& u : p.updates)
+        if (u.op == UpdateOp::SpanEnd) span_series_[u.span] = 0;
+    for (size_t i = 0; i < cfg_.probes.size(); ++i) {
+      auto r = add_probe(i);
+      if (!r) return r.error();
+    }
+    for (auto& [si, span] : pending_spans_) plan_.specs[si.first].actions[si.second].span_series = span_series_[span];
+    return std::move(plan_);
+  }
+
+ private:
+  uint8_t status_index(const std::string& s) {
+    auto it = std::find(plan_.statuses.begin(), plan_.statuses.end(), s);
+    if (it != plan_.statuses.end()) return static_cast<uint8_t>(it - plan_.statuses.begin());
+    plan_.statuses.push_back(s);
+    return static_cast<uint8_t>(plan_.statuses.size() - 1);
+  }
+
+  Result<void> add_probe(size_t index) {
+    const auto& p = cfg_.probes[index];
+    const auto where = p.binary_mark.str();
+    if (plan_.specs.size() >= INSA_MAX_PROBES)
+      return Error{p.mark.str() + ": more than " + std::to_string(INSA_MAX_PROBES) + " probes"};
+    auto bin = resolve_binary(p.binary, cfg_.file);
+    if (!bin) return Error{where + ": " + bin.error().message, bin.error().err};
+    auto file = elf::ElfFile::open(*bin);
+    if (!file) return Error{where + ": " + file.error().message, file.error().err};
+
+    const uint32_t cookie = static_cast<uint32_t>(plan_.specs.size());
+    insa_probe_spec spec{};
+    ProbePlan pp;
+    pp.name = p.name;
+    pp.binary = *bin;
+    pp.cookie = cookie;
+    pp.mark = p.mark;
+    pp.tracked = p.tracked();
+    if (pp.tracked) spec.flags |= INSA_PROBE_TRACKED;
+    spec.default_status = status_index(p.default_status);
+    spec.exception_status = status_index(p.exception_status);
+    for (const auto& r : p.status) {
+      auto& kr = spec.rules[spec.nrules++];
+      kr.src = src_of(r.lhs);
+      kr.arg = static_cast<uint8_t>(r.lhs.arg);
+      kr.cmp = cmp_of(r.cmp);
+      kr.value = r.rhs;
+      kr.status = status_index(r.status);
+    }
+
+    const int probe_index = static_cast<int>(plan_.probes.size());
+    std::vector<AttachPoint> points;
+    auto point = [&](Role role, uint64_t off, uint32_t ck) {
+      AttachPoint a;
+      a.role = role;
+      a.binary = *bin;
+      a.offset = off;
+      a.pid = p.pid;
+      a.cookie = ck;
+      a.probe = probe_index;
+      points.push_back(a);
+    };
+    const auto fmark = p.function_mark.str();
+    if (!p.usdt.empty()) {
+      auto probes = elf::read_usdt_probes(*file);
+      if (!probes) return Error{fmark + ": " + probes.error().message};
+      auto colon = p.usdt.find(':');
+      std::string prov = p.usdt.substr(0, colon), name = p.usdt.substr(colon + 1);
+      bool found = std::any_of(probes->begin(), probes->end(),
+                               [&](const elf::UsdtProbe& u) { return u.provider == prov && u.name == name; });
+      if (!found)
+        return Error{fmark + ": no USDT probe '" + p.usdt + "' in " + *bin + " (run: insa-exporter list-probes " + *bin + ")"};
+      AttachPoint a;
+      a.role = Role::Usdt;
+      a.binary = *bin;
+      a.pid = p.pid;
+      a.cookie = cookie;
+      a.usdt_provider = prov;
+      a.usdt_name = name;
+      a.probe = probe_index;
+      points.push_back(a);
+      pp.target = "usdt " + p.usdt;
+    } else {
+      std::optional<elf::Symbol> sym;
+      uint64_t entry = 0;
+      if (p.offset) {
+        entry = *p.offset;
+        pp.target = "offset 0x" + hex(entry);
+      } else {
+        auto s = file->find_function(p.function);
+        if (!s) return Error{fmark + ": " + s.error().message};
+        sym = *s;
+        entry = s->file_offset;
+        pp.target = s->demangled + (s->demangled != s->name ? " (" + s->name + ")" : "") + " @0x" + hex(entry);
+      }
+      if (!pp.tracked) {
+        point(Role::Entry, entry, cookie);
+      } else if (p.exit == config::ExitMethod::Uretprobe) {
+        point(Role::Entry, entry, cookie);
+        point(Role::Uretprobe, entry, cookie | INSA_COOKIE_URET);
+        pp.exit_sites = 1;
+      } else {
+        if (!sym)
+          return Error{fmark + ": a raw offset has no known extent, so its return sites cannot be found; "
+                               "use 'function:' or 'exit: uretprobe' (C code only)"};
+        auto code = elf::analyze_function(*file, *sym);
+        if (!code) return Error{fmark + ": cannot find the return sites of " + sym->demangled + ": " + code.error().message};
+        const auto& site = code->entry_probe;
+        spec.entry_sp_delta = site.sp_delta;
+        point(Role::Entry, site.file_offset, cookie);
+        for (const auto& x : code->exits) point(Role::Exit, x.file_offset, cookie);
+        pp.exit_sites = code->exits.size();
+        plan_.needs_catch = true;
+      }
+    }
+
+    for (const auto& u : p.updates) {
+      auto r = add_update(p, u, spec, probe_index, cookie);
+      if (!r) return r;
+    }
+    plan_.specs.push_back(spec);
+    pp.points = std::move(points);
+    plan_.probes.push_back(std::move(pp));
+    return {};
+  }
+
+  Result<void> add_update(const config::ProbeDef& p, const config::Update& u, insa_probe_spec& spec, int probe_index,
+                          uint32_t cookie) {
+    const auto* m = cfg_.metric(u.metric);
+    const size_t metric_index = static_cast<size_t>(m - cfg_.metrics.data());
+    auto& a = spec.actions[spec.nactions++];
+    a.op = op_of(u.op);
+    const bool tracked = spec.flags & INSA_PROBE_TRACKED;
+    a.when = u.when == config::When::Exit || (u.when == config::When::Default && tracked) ? INSA_AT_EXIT : INSA_AT_ENTRY;
+    if (!tracked && a.when == INSA_AT_EXIT) return Error{u.mark.str() + ": 'when: exit' needs a function probe"};
+    a.value_src = src_of(u.value);
+    a.value_arg = static_cast<uint8_t>(u.value.arg);
+    a.value_const = u.value.number;
+    if (a.when == INSA_AT_ENTRY && (u.value.kind == ValueRef::Kind::Ret || u.value.kind == ValueRef::Kind::Duration))
+      return Error{u.mark.str() + ": " + u.value.str() + " is only known at exit; drop 'when: entry'"};
+
+    if (u.op == UpdateOp::SpanBegin) {
+      a.span_arg = static_cast<uint8_t>(u.span_key.arg);
+      a.when = INSA_AT_ENTRY;
+      pending_spans_.push_back({{plan_.specs.size(), spec.nactions - 1u}, u.span});
+      a.series = 0;
+      return {};
+    }
+
+    Series s;
+    s.metric = metric_index;
+    s.probe = probe_index;
+    s.gauge = m->type == config::MetricType::Gauge;
+    const bool ns = u.value.kind == ValueRef::Kind::Duration || u.op == UpdateOp::SpanEnd;
+    if (ns) s.scale = 1e-9;
+    if (u.op == UpdateOp::SpanEnd) {
+      a.span_arg = static_cast<uint8_t>(u.span_key.arg);
+      a.when = INSA_AT_ENTRY;
+    }
+    if (m->type == config::MetricType::Histogram) {
+      a.nbounds = static_cast<uint8_t>(m->buckets.size());
+      for (size_t i = 0; i < m->buckets.size(); ++i) {
+        double b = ns ? m->buckets[i] * 1e9 : m->buckets[i];
+        a.bounds[i] = static_cast<int64_t>(std::floor(b + (ns ? 0.5 : 1e-9)));
+      }
+    }
+    // Kernel label slots: integers take 8 aligned bytes, strings their capture length;
+    // two labels reading the same source share one slot.
+    std::map<std::string, std::pair<uint32_t, uint32_t>> slots;
+    uint32_t used = 0;
+    for (const auto& want : m->labels) {
+      auto b = std::find_if(u.labels.begin(), u.labels.end(), [&](const auto& l) { return l.label == want; });
+      LabelDecoder d;
+      d.name = want;
+      d.value_map = b->value_map;
+      d.map_default = b->map_default;
+      d.regex = b->regex;
+      const auto& v = b->value;
+      if (!v.kernel() || v.kind == ValueRef::Kind::Int) {
+        d.kind = LabelDecoder::Kind::Static;
+        d.static_value = v.kind == ValueRef::Kind::Int ? std::to_string(v.number) : v.literal;
+        s.labels.push_back(std::move(d));
+        continue;
+      }
+      if (a.when == INSA_AT_ENTRY && (v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Status))
+        return Error{b->mark.str() + ": " + v.str() + " is only known at exit"};
+      d.kind = v.kind == ValueRef::Kind::ArgStr ? LabelDecoder::Kind::Str
+               : v.kind == ValueRef::Kind::Status ? LabelDecoder::Kind::Status
+                                                   : LabelDecoder::Kind::Int;
+      auto key = v.str();
+      auto it = slots.find(key);
+      if (it == slots.end()) {
+        uint32_t len = d.kind == LabelDecoder::Kind::Str ? static_cast<uint32_t>(v.len) : 8;
+        uint32_t off = (used + 7) & ~7u;
+        if (off + len > INSA_KEY_BYTES || a.nlabels >= INSA_MAX_LABELS)
+          return Error{b->mark.str() + ": labels captured in the kernel exceed " + std::to_string(INSA_KEY_BYTES) +
+                       " bytes or " + std::to_string(INSA_MAX_LABELS) + " slots; shorten string captures ($argN:str16)"};
+        auto& l = a.labels[a.nlabels++];
+        l.src = src_of(v);
+        l.arg = static_cast<uint8_t>(v.arg);
+        l.offset = static_cast<uint8_t>(off);
+        l.len = static_cast<uint8_t>(len);
+        used = off + len;
+        it = slots.emplace(key, std::make_pair(off, len)).first;
+      }
+      d.offset = it->second.first;
+      d.len = it->second.second;
+      s.labels.push_back(std::move(d));
+    }
+    a.series = static_cast<uint32_t>(plan_.series.size());
+    if (u.op == UpdateOp::SpanEnd) span_series_[u.span] = a.series;
+    plan_.series.push_back(std::move(s));
+    (void)p;
+    (void)cookie;
+    return {};
+  }
+
+  static std::string hex(uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+    return buf;
+  }
+
+  const config::Config& cfg_;
+  Plan plan_;
+  std::map<std::string, uint32_t> span_series_;
+  std::vector<std::pair<std::pair<size_t, unsigned>, std::string>> pending_spans_;
+};
+
+}  // namespace
+
+Result<Plan> build_plan(const config::Config& cfg) { return Builder(cfg).build(); }
+
+}  // namespace insa::plan

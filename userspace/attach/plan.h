@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file The attach plan: probes.yaml compiled into what the kernel needs (one
+/// insa_probe_spec per probe, indexed by attach cookie; the attach points with
+/// binary, file offset and role) and what the collector needs to turn map keys
+/// back into labelled series. Resolving binaries and symbols happens here, so
+/// `insa-exporter check` and the real run share one path.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "config/config.h"
+#include "insa_shared.h"
+
+namespace insa::plan {
+
+enum class Role { Entry, Exit, Uretprobe, Catch, Usdt };
+
+/// One uprobe/USDT attachment.
+struct AttachPoint {
+  Role role = Role::Entry;
+  std::string binary;  ///< absolute path of the ELF file
+  uint64_t offset = 0; ///< file offset (uprobes)
+  int pid = -1;
+  uint32_t cookie = 0;
+  std::string usdt_provider, usdt_name;
+  int probe = -1;      ///< index in Plan::probes, -1 for the shared catch hook
+};
+
+/// How one label of a series is produced from a key.
+struct LabelDecoder {
+  enum class Kind { Static, Int, Str, Status };
+  std::string name;
+  Kind kind = Kind::Static;
+  std::string static_value;
+  uint32_t offset = 0, len = 0;  ///< bytes in insa_key.data
+  std::map<int64_t, std::string> value_map;
+  std::string map_default;
+  std::optional<std::regex> regex;
+};
+
+/// A key.series id: one (probe, update) pair.
+struct Series {
+  size_t metric = 0;  ///< index in Config::metrics
+  std::vector<LabelDecoder> labels;  ///< in the metric's label order
+  double scale = 1.0;  ///< kernel units → exported units (1e-9 for ns → s)
+  int probe = -1;
+  bool gauge = false;  ///< lives in the gauges map
+};
+
+struct ProbePlan {
+  std::string name;
+  std::string binary;
+  std::string target;  ///< "demangled (mangled) @0x..", "usdt provider:name", ..
+  uint32_t cookie = 0;
+  bool tracked = false;
+  size_t exit_sites = 0;
+  std::vector<AttachPoint> points;
+  config::Mark mark;
+};
+
+struct Plan {
+  std::vector<insa_probe_spec> specs;  ///< index == cookie
+  std::vector<Series> series;          ///< index == key.series
+  std::vector<ProbePlan> probes;
+  std::vector<std::string> statuses;   ///< status index → name
+  bool needs_catch = false;            ///< some tracked probe: hook __cxa_begin_catch
+};
+
+/// Compiles a validated config. Every binary and symbol is resolved; the first
+/// problem is a one-line error naming probes.yaml:line:col.
+Result<Plan> build_plan(const config::Config& cfg);
+
+/// Absolute path of a probe's binary: a path relative to the config file's
+/// directory (or the working directory), or a library soname/bare name.
+Result<std::string> resolve_binary(const std::string& binary, const std::string& config_file);
+
+}  // namespace insa::plan

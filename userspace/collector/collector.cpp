@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "collector/collector.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/utsname.h>
+
+#include <chrono>
+#include <cstring>
+
+namespace insa::collector {
+namespace pm = prometheus;
+using plan::LabelDecoder;
+
+namespace {
+
+pm::MetricFamily family(const std::string& name, const std::string& help, pm::MetricType type) {
+  pm::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+pm::ClientMetric gauge_sample(std::vector<pm::ClientMetric::Label> labels, double v) {
+  pm::ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = v;
+  return m;
+}
+
+pm::ClientMetric counter_sample(std::vector<pm::ClientMetric::Label> labels, double v) {
+  pm::ClientMetric m;
+  m.label = std::move(labels);
+  m.counter.value = v;
+  return m;
+}
+
+/// Accumulated value of one exported series (several keys may fold into it).
+struct Acc {
+  uint64_t count = 0;
+  double sum = 0;
+  std::vector<uint64_t> buckets;
+  double gauge = 0;
+};
+
+}  // namespace
+
+Collector::Collector(const config::Config& cfg, const plan::Plan& plan, reader::MapReader& reader,
+                     std::function<std::vector<ProbeStatus>()> probe_status)
+    : cfg_(cfg), plan_(plan), reader_(reader), probe_status_(std::move(probe_status)) {
+  utsname u{};
+  if (uname(&u) == 0) {
+    std::string sys = u.sysname;
+    for (auto& c : sys) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    platform_ = sys + "-" + u.machine;
+  }
+}
+
+std::string Collector::decode_label(const LabelDecoder& d, const insa_key& key,
+                                    const std::vector<std::string>& statuses) {
+  switch (d.kind) {
+    case LabelDecoder::Kind::Static:
+      return d.static_value;
+    case LabelDecoder::Kind::Status: {
+      int64_t v;
+      std::memcpy(&v, key.data + d.offset, sizeof v);
+      return v >= 0 && static_cast<size_t>(v) < statuses.size() ? statuses[v] : std::to_string(v);
+    }
+    case LabelDecoder::Kind::Int: {
+      int64_t v;
+      std::memcpy(&v, key.data + d.offset, sizeof v);
+      if (!d.value_map.empty()) {
+        auto it = d.value_map.find(v);
+        if (it != d.value_map.end()) return it->second;
+        if (!d.map_default.empty()) return d.map_default;
+      }
+      return std::to_string(v);
+    }
+    case LabelDecoder::Kind::Str: {
+      const char* p = reinterpret_cast<const char*>(key.data + d.offset);
+      std::string s(p, strnlen(p, d.len));
+      if (d.regex) {
+        std::smatch m;
+        if (!std::regex_search(s, m, *d.regex)) return d.map_default.empty() ? "unknown" : d.map_default;
+        std::string v = m.size() > 1 && m[1].matched ? m[1].str() : m[0].str();
+        for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return v;
+      }
+      return s;
+    }
+  }
+  return "";
+}
+
+std::string Collector::bounded(size_t metric, size_t label, const std::string& value) const {
+  auto& seen = seen_[{metric, label}];
+  if (seen.count(value)) return value;
+  if (seen.size() < cfg_.label_limit) {
+    seen.insert(value);
+    return value;
+  }
+  folded_[metric].insert(value);
+  return "other";
+}
+
+std::vector<pm::MetricFamily> Collector::Collect() const {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  reader::Snapshot snap;
+  auto ok = reader_.read(snap);
+  if (!ok) {
+    ++scrape_errors_;
+    spdlog::error("scrape: {}", ok.error().message);
+  }
+
+  // metric → label values → accumulated value; std::map keeps output stable.
+  std::vector<std::map<std::vector<std::string>, Acc>> acc(cfg_.metrics.size());
+  auto labels_of = [&](const plan::Series& s, const insa_key& key) {
+    std::vector<std::string> v;
+    v.reserve(s.labels.size());
+    for (size_t i = 0; i < s.labels.size(); ++i) {
+      auto raw = decode_label(s.labels[i], key, plan_.statuses);
+      v.push_back(s.labels[i].kind == LabelDecoder::Kind::Static ? raw : bounded(s.metric, i, raw));
+    }
+    return v;
+  };
+  // Series whose labels are all static exist from the start, at zero.
+  for (const auto& s : plan_.series) {
+    bool all_static = std::all_of(s.labels.begin(), s.labels.end(),
+                                  [](const LabelDecoder& d) { return d.kind == LabelDecoder::Kind::Static; });
+    if (!all_static) continue;
+    insa_key k{};
+    auto& a = acc[s.metric][labels_of(s, k)];
+    a.buckets.resize(cfg_.metrics[s.metric].buckets.size() + 1);
+  }
+  for (const auto& [key, h] : snap.counters) {
+    if (key.series >= plan_.series.size()) continue;
+    const auto& s = plan_.series[key.series];
+    auto& a = acc[s.metric][labels_of(s, key)];
+    const size_t nb = cfg_.metrics[s.metric].buckets.size();
+    a.buckets.resize(nb + 1);
+    a.count += h.count;
+    a.sum += static_cast<double>(h.sum) * s.scale;
+    for (size_t b = 0; b <= nb && b <= INSA_MAX_BUCKETS; ++b) a.buckets[b] += h.buckets[b];
+  }
+  for (const auto& [key, v] : snap.gauges) {
+    if (key.series >= plan_.series.size()) continue;
+    const auto& s = plan_.series[key.series];
+    acc[s.metric][labels_of(s, key)].gauge += static_cast<double>(v) * s.scale;
+  }
+
+  std::vector<pm::MetricFamily> out;
+  out.reserve(cfg_.metrics.size() + 12);
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
+    const auto& m = cfg_.metrics[mi];
+    auto type = m.type == config::MetricType::Counter  ? pm::MetricType::Counter
+                : m.type == config::MetricType::Gauge ? pm::MetricType::Gauge
+                                                      : pm::MetricType::Histogram;
+    auto f = family(m.name, m.help, type);
+    for (const auto& [values, a] : acc[mi]) {
+      pm::ClientMetric cm;
+      for (size_t i = 0; i < values.size(); ++i) cm.label.push_back({m.labels[i], values[i]});
+      if (m.type == config::MetricType::Counter) {
+        cm.counter.value = a.sum;
+      } else if (m.type == config::MetricType::Gauge) {
+        cm.gauge.value = a.gauge;
+      } else {
+        cm.histogram.sample_count = a.count;
+        cm.histogram.sample_sum = a.sum;
+        uint64_t cum = 0;
+        for (size_t b = 0; b < m.buckets.size(); ++b) {
+          cum += b < a.buckets.size() ? a.buckets[b] : 0;
+          cm.histogram.bucket.push_back({cum, m.buckets[b]});
+        }
+        cm.histogram.bucket.push_back({a.count, std::numeric_limits<double>::infinity()});
+      }
+      f.metric.push_back(std::move(cm));
+    }
+    out.push_back(std::move(f));
+  }
+
+  // insa_system_info: static config plus the host.
+  {
+    auto f = family("insa_system_info", "Platform information: version, environment and platform.", pm::MetricType::Gauge);
+    auto get = [&](const char* k, const std::string& def) {
+      auto it = cfg_.system_info.find(k);
+      return it == cfg_.system_info.end() ? def : it->second;
+    };
+    f.metric.push_back(gauge_sample({{"version", get("version", INSA_VERSION)},
+                                     {"environment", get("environment", "production")},
+                                     {"platform", get("platform", platform_)}},
+                                    1));
+    out.push_back(std::move(f));
+  }
+  for (const auto& src : sources_) src(out);
+
+  // The exporter's own health.
+  auto st = probe_status_ ? probe_status_() : std::vector<ProbeStatus>{};
+  auto build = family("insa_exporter_build_info", "insa-exporter build, value 1.", pm::MetricType::Gauge);
+  build.metric.push_back(gauge_sample({{"version", INSA_VERSION}}, 1));
+  out.push_back(std::move(build));
+  auto attached = family("insa_exporter_probe_attached", "1 when every attach point of the probe is attached.", pm::MetricType::Gauge);
+  auto events = family("insa_exporter_probe_events_total", "Times the probe's entry or USDT point fired.", pm::MetricType::Counter);
+  auto abandoned = family("insa_exporter_abandoned_calls_total",
+                          "Probed calls that never returned (thread exit, longjmp, kill) and were reclaimed.",
+                          pm::MetricType::Counter);
+  auto exceptions = family("insa_exporter_exception_exits_total", "Probed calls left by a C++ exception.", pm::MetricType::Counter);
+  auto unmatched = family("insa_exporter_unmatched_exits_total", "Return sites reached with no open call (attached mid-call).", pm::MetricType::Counter);
+  auto overflow = family("insa_exporter_untracked_calls_total", "Calls not tracked because the per-thread frame stack was full.", pm::MetricType::Counter);
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
+    attached.metric.push_back(gauge_sample(l, i < st.size() && st[i].attached ? 1 : 0));
+    insa_probe_stats s = i < snap.stats.size() ? snap.stats[i] : insa_probe_stats{};
+    events.metric.push_back(counter_sample(l, static_cast<double>(s.hits)));
+    abandoned.metric.push_back(counter_sample(l, static_cast<double>(s.abandoned)));
+    exceptions.metric.push_back(counter_sample(l, static_cast<double>(s.exceptions)));
+    unmatched.metric.push_back(counter_sample(l, static_cast<double>(s.unmatched)));
+    overflow.metric.push_back(counter_sample(l, static_cast<double>(s.overflow)));
+  }
+  for (auto* f : {&attached, &events, &abandoned, &exceptions, &unmatched, &overflow}) out.push_back(std::move(*f));
+  auto folded = family("insa_exporter_label_overflow_total",
+                       "Distinct label values folded into 'other' because a metric reached label_limit.", pm::MetricType::Counter);
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
+    auto it = folded_.find(mi);
+    folded.metric.push_back(counter_sample({{"metric", cfg_.metrics[mi].name}},
+                                           it == folded_.end() ? 0 : static_cast<double>(it->second.size())));
+  }
+  out.push_back(std::move(folded));
+  auto series = family("insa_exporter_map_entries", "Entries in the kernel aggregation maps.", pm::MetricType::Gauge);
+  series.metric.push_back(gauge_sample({{"map", "counters"}}, static_cast<double>(snap.counters.size())));
+  series.metric.push_back(gauge_sample({{"map", "gauges"}}, static_cast<double>(snap.gauges.size())));
+  out.push_back(std::move(series));
+  auto errs = family("insa_exporter_scrape_errors_total", "Scrapes that failed to read the kernel maps.", pm::MetricType::Counter);
+  errs.metric.push_back(counter_sample({}, static_cast<double>(scrape_errors_)));
+  out.push_back(std::move(errs));
+  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto dur = family("insa_exporter_scrape_duration_seconds", "Time to read the maps and build the families of this scrape.",
+                    pm::MetricType::Gauge);
+  dur.metric.push_back(gauge_sample({}, last_scrape_seconds_));
+  out.push_back(std::move(dur));
+  return out;
+}
+
+}  // namespace insa::collector

@@ -1,0 +1,527 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <prometheus/check_names.h>
+
+namespace insa::config {
+namespace {
+
+/// Validation failure inside the parser; converted to Error at the API edge.
+struct ParseError {
+  std::string message;
+};
+
+class Parser {
+ public:
+  explicit Parser(std::string file) : file_(std::move(file)) {}
+
+  Mark mark(const YAML::Node& n) const {
+    auto m = n.Mark();
+    return Mark{file_, m.line + 1, m.column + 1};
+  }
+
+  [[noreturn]] void fail(const YAML::Node& n, const std::string& what) const {
+    throw ParseError{mark(n).str() + ": " + what};
+  }
+
+  void keys(const YAML::Node& n, const std::string& where, std::initializer_list<const char*> allowed) const {
+    if (!n.IsMap()) fail(n, where + " must be a mapping");
+    for (const auto& kv : n) {
+      auto k = kv.first.as<std::string>();
+      bool ok = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; });
+      if (!ok) {
+        std::string list;
+        for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+        fail(kv.first, "unknown key '" + k + "' in " + where + " (allowed: " + list + ")");
+      }
+    }
+  }
+
+  std::string str(const YAML::Node& n, const std::string& what) const {
+    if (!n.IsScalar()) fail(n, what + " must be a string");
+    return n.Scalar();
+  }
+
+  std::string req_str(const YAML::Node& parent, const char* key, const std::string& where) const {
+    auto n = parent[key];
+    if (!n) fail(parent, where + " needs '" + key + "'");
+    return str(n, std::string("'") + key + "'");
+  }
+
+  int64_t integer(const YAML::Node& n, const std::string& what) const {
+    if (!n.IsScalar()) fail(n, what + " must be an integer");
+    try {
+      size_t used = 0;
+      long long v = std::stoll(n.Scalar(), &used, 0);
+      if (used != n.Scalar().size()) throw std::invalid_argument("trailing");
+      return v;
+    } catch (const std::exception&) {
+      fail(n, what + " must be an integer, got '" + n.Scalar() + "'");
+    }
+  }
+
+  double number(const YAML::Node& n, const std::string& what) const {
+    if (!n.IsScalar()) fail(n, what + " must be a number");
+    try {
+      size_t used = 0;
+      double v = std::stod(n.Scalar(), &used);
+      if (used != n.Scalar().size() || !std::isfinite(v)) throw std::invalid_argument("bad");
+      return v;
+    } catch (const std::exception&) {
+      fail(n, what + " must be a number, got '" + n.Scalar() + "'");
+    }
+  }
+
+  Config parse(const YAML::Node& root) {
+    Config c;
+    c.file = file_;
+    if (!root || root.IsNull()) throw ParseError{file_ + ":1:1: the file is empty; see probes.yaml in the repository for an example"};
+    keys(root, "the top level", {"exporter", "metrics", "workers", "probes"});
+    if (auto e = root["exporter"]) parse_exporter(e, c);
+    if (auto m = root["metrics"]) {
+      if (!m.IsSequence()) fail(m, "'metrics' must be a list");
+      for (const auto& n : m) c.metrics.push_back(parse_metric(n, c));
+    }
+    if (auto w = root["workers"]) {
+      if (!w.IsSequence()) fail(w, "'workers' must be a list");
+      std::set<std::string> seen;
+      for (const auto& n : w) {
+        keys(n, "a worker", {"name", "type", "binary"});
+        WorkerDef d{req_str(n, "name", "a worker"), n["type"] ? str(n["type"], "'type'") : "",
+                    req_str(n, "binary", "a worker"), mark(n)};
+        if (!seen.insert(d.name).second) fail(n["name"], "duplicate worker name '" + d.name + "'");
+        c.workers.push_back(std::move(d));
+      }
+    }
+    auto p = root["probes"];
+    if (!p) fail(root, "no 'probes' list: nothing to measure");
+    if (!p.IsSequence()) fail(p, "'probes' must be a list");
+    std::map<std::string, Mark> names;
+    for (const auto& n : p) {
+      auto probe = parse_probe(n, c);
+      auto [it, fresh] = names.emplace(probe.name, probe.mark);
+      if (!fresh) fail(n["name"], "duplicate probe name '" + probe.name + "' (first at " + it->second.str() + ")");
+      c.probes.push_back(std::move(probe));
+    }
+    check_spans(c);
+    return c;
+  }
+
+ private:
+  void parse_exporter(const YAML::Node& n, Config& c) {
+    keys(n, "'exporter'", {"listen_address", "label_limit", "system_info"});
+    if (n["listen_address"]) c.listen_address = str(n["listen_address"], "'listen_address'");
+    if (n["label_limit"]) {
+      auto v = integer(n["label_limit"], "'label_limit'");
+      if (v < 1) fail(n["label_limit"], "'label_limit' must be at least 1");
+      c.label_limit = static_cast<size_t>(v);
+    }
+    if (auto s = n["system_info"]) {
+      keys(s, "'system_info'", {"version", "environment", "platform"});
+      for (const auto& kv : s) c.system_info[kv.first.Scalar()] = str(kv.second, kv.first.Scalar());
+    }
+  }
+
+  MetricDef parse_metric(const YAML::Node& n, const Config& c) {
+    keys(n, "a metric", {"name", "type", "help", "labels", "buckets"});
+    MetricDef m;
+    m.mark = mark(n);
+    m.name = req_str(n, "name", "a metric");
+    if (!prometheus::CheckMetricName(m.name)) fail(n["name"], "'" + m.name + "' is not a valid Prometheus metric name");
+    if (c.metric(m.name)) fail(n["name"], "duplicate metric '" + m.name + "'");
+    auto type = req_str(n, "type", "metric '" + m.name + "'");
+    if (type == "counter") m.type = MetricType::Counter;
+    else if (type == "gauge") m.type = MetricType::Gauge;
+    else if (type == "histogram") m.type = MetricType::Histogram;
+    else fail(n["type"], "unknown metric type '" + type + "' (use counter, gauge or histogram)");
+    auto ends_with = [&](const std::string& suf) {
+      return m.name.size() > suf.size() && m.name.compare(m.name.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    if (m.type == MetricType::Counter && !ends_with("_total"))
+      fail(n["name"], "counter '" + m.name + "' must end in _total");
+    m.help = n["help"] ? str(n["help"], "'help'") : m.name;
+    if (auto l = n["labels"]) {
+      if (!l.IsSequence()) fail(l, "'labels' must be a list of label names");
+      for (const auto& x : l) {
+        auto name = str(x, "a label name");
+        if (!prometheus::CheckLabelName(name) || name == "le") fail(x, "'" + name + "' is not a valid label name");
+        if (std::find(m.labels.begin(), m.labels.end(), name) != m.labels.end()) fail(x, "duplicate label '" + name + "'");
+        m.labels.push_back(name);
+      }
+    }
+    if (auto b = n["buckets"]) {
+      if (m.type != MetricType::Histogram) fail(b, "'buckets' only applies to histograms");
+      if (!b.IsSequence() || b.size() == 0) fail(b, "'buckets' must be a non-empty list of numbers");
+      for (const auto& x : b) {
+        double v = number(x, "a bucket bound");
+        if (!m.buckets.empty() && v <= m.buckets.back()) fail(x, "bucket bounds must be strictly ascending");
+        m.buckets.push_back(v);
+      }
+      if (m.buckets.size() > 16) fail(b, "at most 16 bucket bounds (+Inf is implied)");
+    } else if (m.type == MetricType::Histogram) {
+      fail(n, "histogram '" + m.name + "' needs 'buckets'");
+    }
+    return m;
+  }
+
+  ValueRef value(const YAML::Node& n, const std::string& what, bool allow_literal) {
+    if (!n.IsScalar()) fail(n, what + " must be a scalar");
+    std::string why;
+    if (auto v = parse_value(n.Scalar(), &why)) return *v;
+    if (!why.empty()) fail(n, why);
+    if (!allow_literal) fail(n, what + ": '" + n.Scalar() + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid or an integer)");
+    ValueRef r;
+    r.literal = n.Scalar();
+    return r;
+  }
+
+  LabelBinding label(const std::string& name, const YAML::Node& n) {
+    LabelBinding b;
+    b.label = name;
+    b.mark = mark(n);
+    if (n.IsScalar()) {
+      b.value = value(n, "label '" + name + "'", true);
+      return b;
+    }
+    keys(n, "label '" + name + "'", {"value", "map", "default", "regex"});
+    if (!n["value"]) fail(n, "label '" + name + "' needs 'value'");
+    b.value = value(n["value"], "label '" + name + "'", false);
+    if (auto m = n["map"]) {
+      if (!m.IsMap()) fail(m, "'map' must map integers to names");
+      for (const auto& kv : m) b.value_map[integer(kv.first, "a map key")] = str(kv.second, "a map value");
+      if (b.value.kind == ValueRef::Kind::ArgStr) fail(m, "'map' needs an integer value, not a string");
+    }
+    if (n["default"]) b.map_default = str(n["default"], "'default'");
+    if (auto r = n["regex"]) {
+      b.regex_src = str(r, "'regex'");
+      try {
+        b.regex.emplace(b.regex_src, std::regex::ECMAScript | std::regex::icase);
+      } catch (const std::regex_error& e) {
+        fail(r, "invalid regex '" + b.regex_src + "': " + e.what());
+      }
+      if (b.value.kind != ValueRef::Kind::ArgStr) fail(r, "'regex' needs a string value such as $arg2:str64");
+    }
+    return b;
+  }
+
+  Update update(const YAML::Node& n, const Config& c, const std::string& probe) {
+    keys(n, "a metric update", {"metric", "labels", "observe", "add", "sub", "set", "inflight", "count", "when",
+                                "span_begin", "span_end", "span_key"});
+    Update u;
+    u.mark = mark(n);
+    u.metric = req_str(n, "metric", "a metric update of probe '" + probe + "'");
+    const MetricDef* m = c.metric(u.metric);
+    if (!m) fail(n["metric"], "metric '" + u.metric + "' is not declared under 'metrics'");
+    int ops = 0;
+    auto pick = [&](const char* key, UpdateOp op) {
+      if (!n[key]) return;
+      ++ops;
+      u.op = op;
+      if (op == UpdateOp::Inflight) {
+        if (n[key].Scalar() != "true") fail(n[key], "'inflight' takes true");
+      } else if (op == UpdateOp::SpanBegin || op == UpdateOp::SpanEnd) {
+        u.span = str(n[key], std::string("'") + key + "'");
+      } else {
+        u.value = value(n[key], std::string("'") + key + "'", false);
+        if (u.value.kind == ValueRef::Kind::ArgStr) fail(n[key], "a metric value must be an integer, not a string");
+      }
+    };
+    u.value.kind = ValueRef::Kind::Int;
+    u.value.number = 1;
+    pick("count", UpdateOp::Count);
+    pick("observe", UpdateOp::Observe);
+    pick("add", UpdateOp::Add);
+    pick("sub", UpdateOp::Sub);
+    pick("set", UpdateOp::Set);
+    pick("inflight", UpdateOp::Inflight);
+    pick("span_begin", UpdateOp::SpanBegin);
+    pick("span_end", UpdateOp::SpanEnd);
+    if (ops > 1) fail(n, "a metric update does one of count, observe, add, sub, set, inflight, span_begin, span_end");
+    if (ops == 0) u.op = m->type == MetricType::Histogram ? UpdateOp::Observe : UpdateOp::Count;
+    auto need = [&](bool ok, const std::string& msg) { if (!ok) fail(n, msg); };
+    switch (u.op) {
+      case UpdateOp::Count: need(m->type == MetricType::Counter, "'" + u.metric + "' is not a counter: use observe/add/sub/set/inflight"); break;
+      case UpdateOp::Observe: need(m->type == MetricType::Histogram, "'observe' needs a histogram; '" + u.metric + "' is not one"); break;
+      case UpdateOp::SpanEnd: need(m->type == MetricType::Histogram, "'span_end' observes into a histogram; '" + u.metric + "' is not one"); break;
+      case UpdateOp::Add: case UpdateOp::Sub: case UpdateOp::Set: case UpdateOp::Inflight:
+        need(m->type == MetricType::Gauge, "'" + u.metric + "' is not a gauge"); break;
+      case UpdateOp::SpanBegin: break;
+    }
+    if (u.op == UpdateOp::Observe && !n["observe"]) fail(n, "histogram '" + u.metric + "' needs 'observe: $duration' (or another value)");
+    if (u.op == UpdateOp::SpanBegin || u.op == UpdateOp::SpanEnd) {
+      if (!n["span_key"]) fail(n, "a span needs 'span_key: $argN' naming the argument that pairs begin and end");
+      u.span_key = value(n["span_key"], "'span_key'", false);
+      if (u.span_key.kind != ValueRef::Kind::Arg) fail(n["span_key"], "'span_key' must be an integer argument $argN");
+    }
+    if (auto w = n["when"]) {
+      auto s = str(w, "'when'");
+      if (s == "entry") u.when = When::Entry;
+      else if (s == "exit") u.when = When::Exit;
+      else fail(w, "'when' is entry or exit");
+    }
+    std::set<std::string> given;
+    if (auto l = n["labels"]) {
+      if (!l.IsMap()) fail(l, "'labels' must map label names to values");
+      for (const auto& kv : l) {
+        auto name = kv.first.Scalar();
+        if (std::find(m->labels.begin(), m->labels.end(), name) == m->labels.end())
+          fail(kv.first, "metric '" + u.metric + "' has no label '" + name + "'");
+        given.insert(name);
+        u.labels.push_back(label(name, kv.second));
+      }
+    }
+    if (u.op != UpdateOp::SpanBegin)
+      for (const auto& want : m->labels)
+        if (!given.count(want)) fail(n, "metric '" + u.metric + "' needs a value for label '" + want + "'");
+    return u;
+  }
+
+  StatusRule rule(const YAML::Node& n) {
+    StatusRule r;
+    r.mark = mark(n);
+    if (n.IsMap() && n["else"]) {
+      keys(n, "a status rule", {"else"});
+      r.status = str(n["else"], "'else'");
+      r.lhs.kind = ValueRef::Kind::Literal;  // marks the default
+      return r;
+    }
+    keys(n, "a status rule", {"if", "then"});
+    if (!n["if"] || !n["then"]) fail(n, "a status rule is {if: \"ret < 0\", then: error} or {else: success}");
+    r.status = str(n["then"], "'then'");
+    std::istringstream in(str(n["if"], "'if'"));
+    std::string lhs, op, rhs;
+    in >> lhs >> op >> rhs;
+    std::string rest;
+    if (lhs.empty() || op.empty() || rhs.empty() || (in >> rest)) fail(n["if"], "a condition is '<ret|duration|argN> <op> <value>', e.g. 'ret < 0' or 'duration > 100ms'");
+    if (lhs[0] != '$') lhs = "$" + lhs;
+    std::string why;
+    auto v = parse_value(lhs, &why);
+    if (!v || !(v->kind == ValueRef::Kind::Ret || v->kind == ValueRef::Kind::Duration || v->kind == ValueRef::Kind::Arg))
+      fail(n["if"], "a condition tests ret, duration or argN, not '" + lhs.substr(1) + "'");
+    r.lhs = *v;
+    static const std::map<std::string, Cmp> ops{{"<", Cmp::Lt}, {"<=", Cmp::Le}, {"==", Cmp::Eq},
+                                                {"!=", Cmp::Ne}, {">", Cmp::Gt}, {">=", Cmp::Ge}};
+    auto it = ops.find(op);
+    if (it == ops.end()) fail(n["if"], "unknown comparison '" + op + "' (use < <= == != > >=)");
+    r.cmp = it->second;
+    if (r.lhs.kind == ValueRef::Kind::Duration) {
+      auto ns = parse_duration_ns(rhs);
+      if (!ns) fail(n["if"], "'" + rhs + "' is not a duration (e.g. 100ms, 2s)");
+      r.rhs = *ns;
+    } else {
+      try {
+        size_t used = 0;
+        r.rhs = std::stoll(rhs, &used, 0);
+        if (used != rhs.size()) throw std::invalid_argument("x");
+      } catch (const std::exception&) {
+        fail(n["if"], "'" + rhs + "' is not an integer");
+      }
+    }
+    return r;
+  }
+
+  ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "metrics"});
+    ProbeDef p;
+    p.mark = mark(n);
+    p.name = req_str(n, "name", "a probe");
+    if (p.name.empty()) fail(n["name"], "a probe name cannot be empty");
+    const std::string where = "probe '" + p.name + "'";
+    p.binary = req_str(n, "binary", where);
+    p.binary_mark = mark(n["binary"]);
+    if (n["pid"]) p.pid = static_cast<int>(integer(n["pid"], "'pid'"));
+    int kinds = 0;
+    if (n["function"]) { p.function = str(n["function"], "'function'"); p.function_mark = mark(n["function"]); ++kinds; }
+    if (n["usdt"]) {
+      p.usdt = str(n["usdt"], "'usdt'");
+      p.function_mark = mark(n["usdt"]);
+      if (p.usdt.find(':') == std::string::npos) fail(n["usdt"], "'usdt' is provider:name");
+      ++kinds;
+    }
+    if (n["offset"]) { p.offset = static_cast<uint64_t>(integer(n["offset"], "'offset'")); p.function_mark = mark(n["offset"]); ++kinds; }
+    if (kinds != 1) fail(n, where + " needs exactly one of 'function', 'usdt' or 'offset'");
+    if (auto e = n["exit"]) {
+      auto s = str(e, "'exit'");
+      if (s == "return-sites") p.exit = ExitMethod::ReturnSites;
+      else if (s == "uretprobe") p.exit = ExitMethod::Uretprobe;
+      else fail(e, "'exit' is return-sites (default, safe with C++ exceptions) or uretprobe (C code only)");
+    }
+    if (n["exception_status"]) p.exception_status = str(n["exception_status"], "'exception_status'");
+    if (auto s = n["status"]) {
+      if (!s.IsSequence()) fail(s, "'status' must be a list of rules");
+      for (const auto& r : s) {
+        auto rr = rule(r);
+        if (rr.lhs.kind == ValueRef::Kind::Literal) p.default_status = rr.status;
+        else p.status.push_back(rr);
+      }
+      if (p.status.size() > 4) fail(s, "at most 4 status rules besides 'else'");
+    }
+    auto m = n["metrics"];
+    if (!m || !m.IsSequence() || m.size() == 0) fail(n, where + " needs a non-empty 'metrics' list");
+    for (const auto& u : m) p.updates.push_back(update(u, c, p.name));
+    if (p.updates.size() > 6) fail(m, "at most 6 metric updates per probe; split it into two probes on the same function");
+    if (!p.usdt.empty()) {
+      for (const auto& u : p.updates)
+        if (u.op == UpdateOp::Inflight || u.when == When::Exit || u.value.kind == ValueRef::Kind::Ret ||
+            u.value.kind == ValueRef::Kind::Duration)
+          fail(n, where + ": a USDT probe is a single point: no exit, $ret or $duration");
+    }
+    return p;
+  }
+
+  void check_spans(const Config& c) {
+    std::map<std::string, const Update*> begins, ends;
+    for (const auto& p : c.probes)
+      for (const auto& u : p.updates) {
+        if (u.op == UpdateOp::SpanBegin) begins[u.span] = &u;
+        if (u.op == UpdateOp::SpanEnd) ends[u.span] = &u;
+      }
+    for (const auto& [name, u] : begins)
+      if (!ends.count(name)) throw ParseError{u->mark.str() + ": span '" + name + "' has no 'span_end: " + name + "' in any probe"};
+    for (const auto& [name, u] : ends)
+      if (!begins.count(name)) throw ParseError{u->mark.str() + ": span '" + name + "' has no 'span_begin: " + name + "' in any probe"};
+  }
+
+  std::string file_;
+};
+
+}  // namespace
+
+std::string Mark::str() const { return file + ":" + std::to_string(line) + ":" + std::to_string(col); }
+
+std::string ValueRef::str() const {
+  switch (kind) {
+    case Kind::Literal: return literal;
+    case Kind::Int: return std::to_string(number);
+    case Kind::Arg: return "$arg" + std::to_string(arg);
+    case Kind::ArgStr: return "$arg" + std::to_string(arg) + ":str" + std::to_string(len);
+    case Kind::Ret: return "$ret";
+    case Kind::Duration: return "$duration";
+    case Kind::Status: return "$status";
+    case Kind::Pid: return "$pid";
+  }
+  return "?";
+}
+
+bool ProbeDef::tracked() const {
+  if (!usdt.empty()) return false;
+  for (const auto& u : updates) {
+    if (u.op == UpdateOp::Inflight || u.when == When::Exit) return true;
+    if (u.when == When::Entry) continue;
+    auto k = u.value.kind;
+    if (k == ValueRef::Kind::Ret || k == ValueRef::Kind::Duration || k == ValueRef::Kind::Status) return true;
+    for (const auto& l : u.labels)
+      if (l.value.kind == ValueRef::Kind::Ret || l.value.kind == ValueRef::Kind::Status) return true;
+  }
+  return false;
+}
+
+const MetricDef* Config::metric(const std::string& name) const {
+  for (const auto& m : metrics)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+std::optional<int64_t> parse_duration_ns(const std::string& s) {
+  static const std::pair<const char*, double> units[] = {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}};
+  for (const auto& [suffix, mult] : units) {
+    std::string u = suffix;
+    if (s.size() > u.size() && s.compare(s.size() - u.size(), u.size(), u) == 0) {
+      std::string num = s.substr(0, s.size() - u.size());
+      if (u == "s" && !num.empty() && !std::isdigit(static_cast<unsigned char>(num.back())) && num.back() != '.') continue;
+      try {
+        size_t used = 0;
+        double v = std::stod(num, &used);
+        if (used != num.size() || v < 0) return std::nullopt;
+        return static_cast<int64_t>(std::llround(v * mult));
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
+  ValueRef r;
+  if (s.empty()) return std::nullopt;
+  if (s[0] != '$') {
+    try {
+      size_t used = 0;
+      long long v = std::stoll(s, &used, 0);
+      if (used != s.size()) return std::nullopt;
+      r.kind = ValueRef::Kind::Int;
+      r.number = v;
+      return r;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  std::string body = s.substr(1);
+  if (body == "ret") { r.kind = ValueRef::Kind::Ret; return r; }
+  if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
+  if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }
+  if (body == "pid") { r.kind = ValueRef::Kind::Pid; return r; }
+  if (body.rfind("arg", 0) == 0) {
+    std::string rest = body.substr(3);
+    std::string suffix;
+    if (auto colon = rest.find(':'); colon != std::string::npos) {
+      suffix = rest.substr(colon + 1);
+      rest = rest.substr(0, colon);
+    }
+    if (rest.size() == 1 && rest[0] >= '1' && rest[0] <= '6') {
+      r.arg = rest[0] - '0';
+      if (suffix.empty()) { r.kind = ValueRef::Kind::Arg; return r; }
+      if (suffix.rfind("str", 0) == 0) {
+        r.kind = ValueRef::Kind::ArgStr;
+        r.len = 32;
+        if (suffix.size() > 3) {
+          try { r.len = std::stoi(suffix.substr(3)); } catch (const std::exception&) { r.len = 0; }
+        }
+        if (r.len < 2 || r.len > 64) {
+          if (why) *why = "'" + s + "': a string capture is 2 to 64 bytes, e.g. $" + body.substr(0, 4) + ":str32";
+          return std::nullopt;
+        }
+        return r;
+      }
+    }
+    if (why) *why = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN";
+    return std::nullopt;
+  }
+  if (why) *why = "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid)";
+  return std::nullopt;
+}
+
+Result<Config> parse_config(const std::string& text, const std::string& file) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    return Parser(file).parse(root);
+  } catch (const ParseError& e) {
+    return Error{e.message};
+  } catch (const YAML::Exception& e) {
+    return Error{file + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                 ": YAML syntax error: " + e.msg};
+  }
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    int e = errno;
+    return Error{"cannot read config file '" + path + "': " + std::strerror(e) +
+                     " (pass --config.file PATH; see probes.yaml in the repository)", e};
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace insa::config

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file The probes.yaml model. Pure: parsing and validation only, no libbpf, no
+/// ELF. Every element keeps the file:line:col it came from so later stages
+/// (symbol resolution, attach) can point the user at the right line.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace insa::config {
+
+/// Where in probes.yaml an element was written.
+struct Mark {
+  std::string file;
+  int line = 0;  ///< 1-based
+  int col = 0;   ///< 1-based
+  /// "probes.yaml:12:5"
+  std::string str() const;
+};
+
+enum class MetricType { Counter, Gauge, Histogram };
+
+struct MetricDef {
+  std::string name;
+  std::string help;
+  MetricType type = MetricType::Counter;
+  std::vector<std::string> labels;
+  std::vector<double> buckets;  ///< histogram `le` bounds, ascending
+  /// Bucket unit: durations are observed in ns by the kernel, so bounds in seconds
+  /// are scaled when a probe observes $duration. Plain values are observed as is.
+  Mark mark;
+};
+
+/// A value the kernel captures or userspace supplies: `$arg2`, `$arg1:str32`,
+/// `$ret`, `$duration`, `$status`, `$pid`, an integer or a literal string.
+struct ValueRef {
+  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid };
+  Kind kind = Kind::Literal;
+  int arg = 0;              ///< 1-based for Arg/ArgStr
+  int len = 0;              ///< capture length for ArgStr
+  int64_t number = 0;       ///< Int
+  std::string literal;      ///< Literal
+  bool kernel() const { return kind != Kind::Literal; }
+  std::string str() const;  ///< back to the YAML spelling, for messages
+};
+
+/// A label's value: a ValueRef, optionally renamed through a map or a regex.
+struct LabelBinding {
+  std::string label;
+  ValueRef value;
+  std::map<int64_t, std::string> value_map;  ///< integer → name
+  std::string map_default;                   ///< name for integers not in the map ("" = the number)
+  std::string regex_src;                     ///< first capture group (or whole match) is the value
+  std::optional<std::regex> regex;
+  Mark mark;
+};
+
+enum class UpdateOp { Count, Observe, Add, Sub, Set, Inflight, SpanBegin, SpanEnd };
+enum class When { Default, Entry, Exit };
+
+/// One metric update a probe performs.
+struct Update {
+  std::string metric;
+  UpdateOp op = UpdateOp::Count;
+  When when = When::Default;
+  ValueRef value;  ///< observed / added / set value; counters default to 1
+  std::vector<LabelBinding> labels;
+  std::string span;  ///< SpanBegin: name of the span; SpanEnd: name of the span it ends
+  ValueRef span_key; ///< argument that keys the span
+  Mark mark;
+};
+
+enum class Cmp { Lt, Le, Eq, Ne, Gt, Ge };
+
+/// `{if: "ret < 0", then: error}` or `{else: success}`.
+struct StatusRule {
+  ValueRef lhs;  ///< $ret, $duration or $argN
+  Cmp cmp = Cmp::Eq;
+  int64_t rhs = 0;  ///< durations in ns
+  std::string status;
+  Mark mark;
+};
+
+enum class ExitMethod { ReturnSites, Uretprobe };
+
+struct ProbeDef {
+  std::string name;
+  std::string binary;     ///< path or library soname
+  int pid = -1;           ///< -1: every process of the binary
+  std::string function;   ///< symbol (mangled or demangled), or empty
+  std::string usdt;       ///< "provider:name", or empty
+  std::optional<uint64_t> offset;  ///< raw file offset, instead of function/usdt
+  ExitMethod exit = ExitMethod::ReturnSites;
+  std::vector<StatusRule> status;
+  std::string default_status = "success";
+  std::string exception_status = "error";
+  std::vector<Update> updates;
+  Mark mark;
+  Mark binary_mark, function_mark;
+  /// Needs entry/exit pairing: some update runs at exit or reads ret/duration/status.
+  bool tracked() const;
+};
+
+/// A process whose lifecycle is exported (health, restarts).
+struct WorkerDef {
+  std::string name;
+  std::string type;
+  std::string binary;
+  Mark mark;
+};
+
+struct Config {
+  std::string file;
+  std::string listen_address = ":9091";
+  size_t label_limit = 100;  ///< distinct values per metric before `other`
+  std::map<std::string, std::string> system_info;  ///< version, environment
+  std::vector<MetricDef> metrics;
+  std::vector<WorkerDef> workers;
+  std::vector<ProbeDef> probes;
+  const MetricDef* metric(const std::string& name) const;
+};
+
+/// Parses and validates probes.yaml text. `file` names it in messages.
+Result<Config> parse_config(const std::string& text, const std::string& file);
+/// Reads and parses a file; a missing file is a one-line error.
+Result<Config> load_config(const std::string& path);
+/// Parses "100ms", "2s", "1.5s", "250us", "10ns" to nanoseconds.
+std::optional<int64_t> parse_duration_ns(const std::string& s);
+/// Parses a value expression ($arg2, $ret, ...); nullopt when not an expression.
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why);
+
+}  // namespace insa::config

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "process/lifecycle.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string_view>
+
+namespace insa::process {
+
+std::string exit_reason(int status) {
+  int sig = status & 0x7f;
+  if (sig) {
+    const char* abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : "signal_" + std::to_string(sig);
+  }
+  return "exit_" + std::to_string((status >> 8) & 0xff);
+}
+
+Lifecycle::Lifecycle(const std::vector<config::WorkerDef>& workers, const std::vector<std::string>& binaries) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    WorkerState w;
+    w.name = workers[i].name;
+    w.type = workers[i].type;
+    w.binary = binaries[i];
+    workers_.push_back(std::move(w));
+  }
+}
+
+int Lifecycle::match(const std::string& exe) const {
+  // A binary replaced on disk shows as "path (deleted)" for processes still running it.
+  std::string_view e = exe;
+  constexpr std::string_view deleted = " (deleted)";
+  if (e.size() > deleted.size() && e.substr(e.size() - deleted.size()) == deleted) e.remove_suffix(deleted.size());
+  for (size_t i = 0; i < workers_.size(); ++i)
+    if (workers_[i].binary == e) return static_cast<int>(i);
+  return -1;
+}
+
+int Lifecycle::observe(uint32_t pid, const std::string& exe) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int i = match(exe);
+  if (i < 0) return -1;
+  auto& w = workers_[i];
+  if (w.pids.insert(pid).second && !w.pending_reason.empty()) {
+    ++w.restarts[w.pending_reason];
+    w.pending_reason.clear();
+  }
+  return i;
+}
+
+void Lifecycle::scan(const std::string& proc_root) {
+  DIR* d = opendir(proc_root.c_str());
+  if (!d) return;
+  std::vector<std::pair<uint32_t, std::string>> found;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char buf[4096];
+    std::string link = proc_root + "/" + e->d_name + "/exe";
+    ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+    if (n <= 0) continue;
+    found.emplace_back(static_cast<uint32_t>(std::strtoul(e->d_name, nullptr, 10)), std::string(buf, n));
+  }
+  closedir(d);
+  for (const auto& [pid, exe] : found) observe(pid, exe);
+  // Processes that vanished without an exit event (e.g. before the exporter watched): drop them.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& w : workers_)
+    for (auto it = w.pids.begin(); it != w.pids.end();) {
+      bool alive = std::any_of(found.begin(), found.end(), [&](const auto& f) { return f.first == *it; });
+      it = alive ? std::next(it) : w.pids.erase(it);
+    }
+}
+
+void Lifecycle::exited(uint32_t pid, int status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& w : workers_)
+    if (w.pids.erase(pid)) w.pending_reason = exit_reason(status);
+}
+
+std::vector<WorkerState> Lifecycle::snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return workers_;
+}
+
+void Lifecycle::collect(std::vector<prometheus::MetricFamily>& out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (workers_.empty()) return;
+  prometheus::MetricFamily health{"insa_worker_health_status", "1 while a process of the worker runs, 0 once it exited.",
+                                  prometheus::MetricType::Gauge, {}};
+  prometheus::MetricFamily restarts{"insa_worker_restarts_total",
+                                    "Worker restarts by how the previous instance ended (exit_N or SIGNAME).",
+                                    prometheus::MetricType::Counter, {}};
+  for (const auto& w : workers_) {
+    prometheus::ClientMetric h;
+    h.label = {{"worker_name", w.name}, {"worker_type", w.type}};
+    h.gauge.value = w.pids.empty() ? 0 : 1;
+    health.metric.push_back(std::move(h));
+    for (const auto& [reason, n] : w.restarts) {
+      prometheus::ClientMetric r;
+      r.label = {{"worker_name", w.name}, {"reason", reason}};
+      r.counter.value = static_cast<double>(n);
+      restarts.metric.push_back(std::move(r));
+    }
+  }
+  out.push_back(std::move(health));
+  out.push_back(std::move(restarts));
+}
+
+}  // namespace insa::process

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file Process lifecycle of the configured workers: health (a matching
+/// process runs) and restarts with the reason the previous instance ended.
+///
+/// Method: a /proc scan (1 s) finds processes whose executable is a worker's
+/// binary, including ones started after the exporter; the kernel's
+/// sched_process_exit tracepoint reports every exit with its wait status, so
+/// the reason (exit code or signal) is exact even for non-child processes,
+/// which /proc alone cannot give.
+#pragma once
+
+#include <prometheus/metric_family.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace insa::process {
+
+struct WorkerState {
+  std::string name, type, binary;  ///< binary: absolute path
+  std::set<uint32_t> pids;
+  std::string pending_reason;      ///< last exit, waiting for the next start
+  std::map<std::string, uint64_t> restarts;  ///< reason → count
+};
+
+/// "SIGKILL" for a signal, "exit_3" for an exit code (wait status encoding).
+std::string exit_reason(int wait_status);
+
+class Lifecycle {
+ public:
+  /// `binaries[i]` is the resolved path of cfg.workers[i].
+  Lifecycle(const std::vector<config::WorkerDef>& workers, const std::vector<std::string>& binaries);
+
+  /// Records that `pid` runs `exe` (readlink of /proc/PID/exe). Returns the worker index or -1.
+  int observe(uint32_t pid, const std::string& exe);
+  /// Scans /proc (or `proc_root` in tests) for worker processes.
+  void scan(const std::string& proc_root = "/proc");
+  /// A process exited with a wait status.
+  void exited(uint32_t pid, int wait_status);
+
+  /// insa_worker_health_status and insa_worker_restarts_total.
+  void collect(std::vector<prometheus::MetricFamily>& out) const;
+  std::vector<WorkerState> snapshot() const;
+
+ private:
+  int match(const std::string& exe) const;
+  mutable std::mutex mu_;
+  std::vector<WorkerState> workers_;
+};
+
+}  // namespace insa::process
