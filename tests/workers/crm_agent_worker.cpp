@@ -32,19 +32,23 @@ namespace insa_crm {
 /// Called once when the connection pool of `database_name` is opened with `pool_size` connections.
 INSA_OBSERVABLE long db_pool_open(const char* database_name, long pool_size) {
   (void)database_name;
+  INSA_MARKER_BODY(pool_size);
   return pool_size;
 }
 /// Called once per session opened (session_type: voice, chat or email).
 INSA_OBSERVABLE void session_open(long session_id, const char* session_type) {
-  (void)session_id, (void)session_type;
+  (void)session_type;
+  INSA_MARKER_BODY(session_id);
 }
 /// Called once per message attributed to an open session.
 INSA_OBSERVABLE void session_message(long session_id, const char* session_type) {
-  (void)session_id, (void)session_type;
+  (void)session_type;
+  INSA_MARKER_BODY(session_id);
 }
 /// Called once per session closed (reason: completed, expired or shutdown).
 INSA_OBSERVABLE void session_close(long session_id, const char* reason) {
-  (void)session_id, (void)reason;
+  (void)reason;
+  INSA_MARKER_BODY(session_id);
 }
 
 }  // namespace insa_crm

@@ -38,12 +38,22 @@ INSA_OBSERVABLE void cache_size(const char* cache_type, long entries);
 /// Returns 0 when the task was sent, -1 when the (simulated) agent call failed.
 INSA_OBSERVABLE long call_agent(const char* agent_type, long task_id, long attempt);
 
-void cache_hit(const char* cache_type, long key) { (void)cache_type, (void)key; }
-void cache_miss(const char* cache_type, long key) { (void)cache_type, (void)key; }
-void cache_evict(const char* cache_type, const char* reason, long key) {
-  (void)cache_type, (void)reason, (void)key;
+void cache_hit(const char* cache_type, long key) {
+  (void)cache_type;
+  INSA_MARKER_BODY(key);
 }
-void cache_size(const char* cache_type, long entries) { (void)cache_type, (void)entries; }
+void cache_miss(const char* cache_type, long key) {
+  (void)cache_type;
+  INSA_MARKER_BODY(key);
+}
+void cache_evict(const char* cache_type, const char* reason, long key) {
+  (void)cache_type, (void)reason;
+  INSA_MARKER_BODY(key);
+}
+void cache_size(const char* cache_type, long entries) {
+  (void)cache_type;
+  INSA_MARKER_BODY(entries);
+}
 
 /// LRU cache of query keys; ages are counted in queries so the schedule is deterministic.
 class LruCache {

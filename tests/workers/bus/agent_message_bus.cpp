@@ -49,7 +49,8 @@ INSA_OBSERVABLE long dequeue(const char* agent_type, long count) {
 
 /// Called with an agent's queue depth after it is created and after every change.
 INSA_OBSERVABLE void queue_depth(const char* agent_type, long depth) {
-  (void)agent_type, (void)depth;
+  (void)agent_type;
+  INSA_MARKER_BODY(depth);
 }
 
 }  // namespace insa_bus

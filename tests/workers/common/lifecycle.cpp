@@ -12,7 +12,10 @@ void worker_started(const char* worker_name, const char* worker_type) {
 void worker_stopped(const char* worker_name, long exit_code) {
   std::fprintf(stderr, "%s stopping with exit code %ld\n", worker_name, exit_code);
 }
-void worker_queue_size(const char* worker_name, long size) { (void)worker_name, (void)size; }
+void worker_queue_size(const char* worker_name, long size) {
+  (void)worker_name;
+  INSA_MARKER_BODY(size);
+}
 void system_info(const char* version, const char* environment, const char* platform) {
   std::fprintf(stderr, "insa demo platform %s %s %s\n", version, environment, platform);
 }

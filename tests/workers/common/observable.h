@@ -16,3 +16,9 @@
 #else
 #define INSA_OBSERVABLE __attribute__((noipa, used, visibility("default")))
 #endif
+
+/// Marker functions (whose only job is to be probed) store their first argument here, so the
+/// body is never empty: an empty function compiles to a lone `ret`, and then its entry and its
+/// return site would be the same instruction.
+inline volatile long insa_marker_sink;
+#define INSA_MARKER_BODY(x) (insa_marker_sink = (long)(x))

@@ -14,12 +14,17 @@ long retry_attempt(const char* agent_type, long retry_number) {
   return retry_number;
 }
 void retry_succeeded(const char* agent_type, long retry_number) {
-  (void)agent_type, (void)retry_number;
+  (void)agent_type;
+  INSA_MARKER_BODY(retry_number);
 }
 void breaker_transition(const char* agent_type, long from_state, long to_state) {
-  (void)agent_type, (void)from_state, (void)to_state;
+  (void)agent_type, (void)from_state;
+  INSA_MARKER_BODY(to_state);
 }
-void breaker_state(const char* agent_type, long state) { (void)agent_type, (void)state; }
+void breaker_state(const char* agent_type, long state) {
+  (void)agent_type;
+  INSA_MARKER_BODY(state);
+}
 long dlq_push(const char* agent_type, long message_id, std::deque<long>* queue) {
   (void)agent_type;
   queue->push_back(message_id);
@@ -31,7 +36,10 @@ long dlq_pop(const char* agent_type, long* message_id, std::deque<long>* queue) 
   queue->pop_front();
   return static_cast<long>(queue->size());
 }
-void dlq_size(const char* agent_type, long size) { (void)agent_type, (void)size; }
+void dlq_size(const char* agent_type, long size) {
+  (void)agent_type;
+  INSA_MARKER_BODY(size);
+}
 long dlq_replay(const char* agent_type, long message_id, long (*op)(long, void*), void* ctx) {
   (void)agent_type;
   return op(message_id, ctx) >= 0 ? 0 : 1;
