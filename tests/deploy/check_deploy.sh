@@ -5,8 +5,9 @@
 # PASS or FAIL (with the tool's output indented below a FAIL). Exit status 1
 # if any check failed. A missing tool is a FAIL, never a skip.
 #
-# Needs: promtool (Debian package prometheus), systemd-analyze, node >= 20 and
-# npm (installs tests/deploy/node_modules from package-lock.json when absent).
+# Needs: promtool and prometheus (Debian package prometheus), systemd-analyze,
+# node >= 20 and npm (installs tests/deploy/node_modules from package-lock.json
+# when absent), python3 and curl (fake exporter for the end-to-end script).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -148,6 +149,10 @@ check "dashboard lint" node tests/deploy/lint_dashboards.js
 check "dashboards match dashboards/src/generate.mjs" node dashboards/src/generate.mjs --check
 check "grafana provisioning" node tests/deploy/validate_grafana.mjs
 check "kubernetes manifests against schemas" node tests/deploy/validate_k8s.mjs
+# The end-to-end script itself, proven against a fake exporter (static
+# exposition of every family); against the real exporter run
+# tests/deploy/prom_e2e.sh http://127.0.0.1:9091 yourself.
+check "prom_e2e.sh against the fake exporter (fixtures/metrics.prom)" tests/deploy/prom_e2e_fake.sh
 check "shell syntax of tests/deploy/*.sh" bash -n tests/deploy/check_deploy.sh tests/deploy/prom_e2e.sh tests/deploy/prom_e2e_fake.sh
 
 echo "check_deploy: $passed passed, $failed failed"
