@@ -439,8 +439,18 @@ const workers = dashboard("insa-workers", "INSA Workers", "Worker processes, mes
   timeseries("Abandoned Calls by Probe", "Entry events whose matching exit never came (thread died, map full), per second.", "ops",
     [target(`sum by (probe) (${rate("insa_exporter_abandoned_calls_total")})`, { legend: "{{probe}}" })], { w: 8 }),
   timeseries("Label Overflow by Metric", "Label values folded into \"other\" because a metric hit its bound on distinct values.", "ops",
-    [target(`sum by (metric) (${rate("insa_exporter_label_overflow_total")}) or sum(${m("insa_exporter_build_info")}) * 0`,
-      { legend: "{{metric}}" })], { w: 8 }),
+    [target(`sum by (metric) (${rate("insa_exporter_label_overflow_total")})`, { legend: "{{metric}}" })], { w: 8 }),
+  timeseries("Probe Events by Probe", "Times each probe's entry or USDT point fired, per second.", "ops",
+    [target(`sum by (probe) (${rate("insa_exporter_probe_events_total")})`, { legend: "{{probe}}" })], { w: 8 }),
+  timeseries("Probe Anomalies", "Calls left by a C++ exception, exits without an open call, calls not tracked (frame stack full), per second.", "ops", [
+    target(`sum by (probe) (${rate("insa_exporter_exception_exits_total")})`, { legend: "{{probe}} exception exits" }),
+    target(`sum by (probe) (${rate("insa_exporter_unmatched_exits_total")})`, { legend: "{{probe}} unmatched exits" }),
+    target(`sum by (probe) (${rate("insa_exporter_untracked_calls_total")})`, { legend: "{{probe}} untracked calls" }),
+  ], { w: 8 }),
+  timeseries("Kernel Map Entries", "Entries in the exporter's BPF aggregation maps.", "short",
+    [target(`sum by (map) (${m("insa_exporter_map_entries")})`, { legend: "{{map}}" })], { w: 8 }),
+  stat("Scrape Errors (1h)", "Scrapes in the last hour that failed to read the kernel maps.", "short",
+    `sum(increase(${m("insa_exporter_scrape_errors_total")}[1h]))`, { w: 8, thresholds: steps("green", 1, "red"), decimals: 0 }),
 ]);
 
 // ---------------------------------------------------------------- errors

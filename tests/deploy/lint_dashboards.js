@@ -40,6 +40,8 @@ const CATALOGUE = [
 const SELF = [
   "insa_exporter_build_info", "insa_exporter_probe_attached", "insa_exporter_abandoned_calls_total",
   "insa_exporter_scrape_duration_seconds", "insa_exporter_label_overflow_total",
+  "insa_exporter_probe_events_total", "insa_exporter_exception_exits_total", "insa_exporter_unmatched_exits_total",
+  "insa_exporter_untracked_calls_total", "insa_exporter_map_entries", "insa_exporter_scrape_errors_total",
 ];
 const SELF_UID = "insa-workers";
 // Panel counts of the seed's dashboards.
