@@ -71,7 +71,7 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   auto p = plan::build_plan(inst->cfg);
   if (!p) throw FatalError{p.error()};
   inst->plan = std::move(*p);
-  auto eng = attach::Engine::load(inst->plan, {});
+  auto eng = attach::Engine::load(inst->plan, {inst->cfg.max_series});
   if (!eng) throw FatalError{eng.error()};
   inst->engine = std::move(*eng);
 

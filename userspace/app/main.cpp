@@ -76,7 +76,7 @@ int check(const std::string& file) {
     return 1;
   }
   attach::install_libbpf_logger();
-  auto eng = attach::Engine::load(*p, {});
+  auto eng = attach::Engine::load(*p, {cfg->max_series});
   if (!eng) {
     std::fprintf(stderr, "insa-exporter: %s\n", eng.error().message.c_str());
     return 1;

@@ -117,7 +117,12 @@ class Parser {
 
  private:
   void parse_exporter(const YAML::Node& n, Config& c) {
-    keys(n, "'exporter'", {"listen_address", "label_limit", "system_info"});
+    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "system_info"});
+    if (n["max_series"]) {
+      auto v = integer(n["max_series"], "'max_series'");
+      if (v < 16 || v > (1 << 22)) fail(n["max_series"], "'max_series' must be between 16 and 4194304");
+      c.max_series = static_cast<uint32_t>(v);
+    }
     if (n["listen_address"]) c.listen_address = str(n["listen_address"], "'listen_address'");
     if (n["label_limit"]) {
       auto v = integer(n["label_limit"], "'label_limit'");

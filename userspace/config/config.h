@@ -119,6 +119,7 @@ struct Config {
   std::string file;
   std::string listen_address = ":9091";
   size_t label_limit = 100;  ///< distinct values per metric before `other`
+  uint32_t max_series = 16384;  ///< kernel map entries for counters/histograms and for gauges
   std::map<std::string, std::string> system_info;  ///< version, environment
   std::vector<MetricDef> metrics;
   std::vector<WorkerDef> workers;
