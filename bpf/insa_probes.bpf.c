@@ -113,7 +113,7 @@ static __always_inline __u64 arg_at(const struct call_ctx *c, __u8 arg)
 	return c->args[i];
 }
 
-static __always_inline __s64 eval_src(__u8 src, __u8 arg, __s64 konst, const struct call_ctx *c)
+static __always_inline __s64 eval_src_raw(__u8 src, __u8 arg, __s64 konst, const struct call_ctx *c)
 {
 	switch (src) {
 	case INSA_SRC_CONST:
@@ -130,6 +130,13 @@ static __always_inline __s64 eval_src(__u8 src, __u8 arg, __s64 konst, const str
 		return c->tgid;
 	}
 	return 1;
+}
+
+static __always_inline __s64 eval_src(__u8 src, __u8 arg, __s64 konst, const struct call_ctx *c)
+{
+	if (src & INSA_SRC_I32) /* C int: only the low 32 bits of the register are defined */
+		return (__s32)eval_src_raw(src & ~INSA_SRC_I32, arg, konst, c);
+	return eval_src_raw(src, arg, konst, c);
 }
 
 static __always_inline int cmp_ok(__u8 cmp, __s64 a, __s64 b)

@@ -39,6 +39,8 @@ enum insa_src {
 	INSA_SRC_STATUS = 6,   /* status index chosen by the probe's rules */
 	INSA_SRC_PID = 7,      /* tgid of the process */
 };
+/* Flag on an integer source: sign-extend the low 32 bits (C `int` arguments and returns). */
+#define INSA_SRC_I32 0x80
 
 /* What an action does to its series. */
 enum insa_op {

@@ -31,7 +31,7 @@ Result<std::string> resolve_binary(const std::string& binary, const std::string&
 
 namespace {
 
-uint8_t src_of(const ValueRef& v) {
+uint8_t src_kind(const ValueRef& v) {
   switch (v.kind) {
     case ValueRef::Kind::Literal: return INSA_SRC_NONE;
     case ValueRef::Kind::Int: return INSA_SRC_CONST;
@@ -44,6 +44,8 @@ uint8_t src_of(const ValueRef& v) {
   }
   return INSA_SRC_NONE;
 }
+
+uint8_t src_of(const ValueRef& v) { return src_kind(v) | (v.i32 ? INSA_SRC_I32 : 0); }
 
 uint8_t op_of(UpdateOp op) {
   switch (op) {
@@ -254,6 +256,7 @@ class Builder {
       d.value_map = b->value_map;
       d.map_default = b->map_default;
       d.regex = b->regex;
+      d.drop_unmatched = b->drop_unmatched;
       const auto& v = b->value;
       if (!v.kernel() || v.kind == ValueRef::Kind::Int) {
         d.kind = LabelDecoder::Kind::Static;

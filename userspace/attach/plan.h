@@ -42,6 +42,7 @@ struct LabelDecoder {
   std::map<int64_t, std::string> value_map;
   std::string map_default;
   std::optional<std::regex> regex;
+  bool drop_unmatched = false;
 };
 
 /// A key.series id: one (probe, update) pair.

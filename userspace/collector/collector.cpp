@@ -81,7 +81,7 @@ std::string Collector::decode_label(const LabelDecoder& d, const insa_key& key,
       std::string s(p, strnlen(p, d.len));
       if (d.regex) {
         std::smatch m;
-        if (!std::regex_search(s, m, *d.regex)) return d.map_default.empty() ? "unknown" : d.map_default;
+        if (!std::regex_search(s, m, *d.regex)) return d.drop_unmatched ? "" : d.map_default.empty() ? "unknown" : d.map_default;
         std::string v = m.size() > 1 && m[1].matched ? m[1].str() : m[0].str();
         for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         return v;
@@ -120,6 +120,7 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
     v.reserve(s.labels.size());
     for (size_t i = 0; i < s.labels.size(); ++i) {
       auto raw = decode_label(s.labels[i], key, plan_.statuses);
+      if (s.labels[i].drop_unmatched && raw.empty()) return std::vector<std::string>{};
       v.push_back(s.labels[i].kind == LabelDecoder::Kind::Static ? raw : bounded(s.metric, i, raw));
     }
     return v;
@@ -136,7 +137,9 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
   for (const auto& [key, h] : snap.counters) {
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    auto& a = acc[s.metric][labels_of(s, key)];
+    auto values = labels_of(s, key);
+    if (values.size() != s.labels.size()) continue;  // dropped: regex did not match
+    auto& a = acc[s.metric][values];
     const size_t nb = cfg_.metrics[s.metric].buckets.size();
     a.buckets.resize(nb + 1);
     a.count += h.count;
@@ -146,7 +149,9 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
   for (const auto& [key, v] : snap.gauges) {
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    acc[s.metric][labels_of(s, key)].gauge += static_cast<double>(v) * s.scale;
+    auto values = labels_of(s, key);
+    if (values.size() != s.labels.size()) continue;
+    acc[s.metric][values].gauge += static_cast<double>(v) * s.scale;
   }
 
   std::vector<pm::MetricFamily> out;

@@ -196,7 +196,7 @@ class Parser {
       b.value = value(n, "label '" + name + "'", true);
       return b;
     }
-    keys(n, "label '" + name + "'", {"value", "map", "default", "regex"});
+    keys(n, "label '" + name + "'", {"value", "map", "default", "regex", "drop_unmatched"});
     if (!n["value"]) fail(n, "label '" + name + "' needs 'value'");
     b.value = value(n["value"], "label '" + name + "'", false);
     if (auto m = n["map"]) {
@@ -213,6 +213,12 @@ class Parser {
         fail(r, "invalid regex '" + b.regex_src + "': " + e.what());
       }
       if (b.value.kind != ValueRef::Kind::ArgStr) fail(r, "'regex' needs a string value such as $arg2:str64");
+    }
+    if (auto d = n["drop_unmatched"]) {
+      if (!n["regex"]) fail(d, "'drop_unmatched' needs a 'regex'");
+      auto v = str(d, "'drop_unmatched'");
+      if (v != "true" && v != "false") fail(d, "'drop_unmatched' is true or false");
+      b.drop_unmatched = v == "true";
     }
     return b;
   }
@@ -406,9 +412,9 @@ std::string ValueRef::str() const {
   switch (kind) {
     case Kind::Literal: return literal;
     case Kind::Int: return std::to_string(number);
-    case Kind::Arg: return "$arg" + std::to_string(arg);
+    case Kind::Arg: return "$arg" + std::to_string(arg) + (i32 ? ":i32" : "");
     case Kind::ArgStr: return "$arg" + std::to_string(arg) + ":str" + std::to_string(len);
-    case Kind::Ret: return "$ret";
+    case Kind::Ret: return i32 ? "$ret:i32" : "$ret";
     case Kind::Duration: return "$duration";
     case Kind::Status: return "$status";
     case Kind::Pid: return "$pid";
@@ -471,6 +477,13 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
     }
   }
   std::string body = s.substr(1);
+  if (body.size() > 4 && body.compare(body.size() - 4, 4, ":i32") == 0 &&
+      (body.rfind("ret", 0) == 0 || body.rfind("arg", 0) == 0)) {
+    auto v = parse_value("$" + body.substr(0, body.size() - 4), why);
+    if (!v || (v->kind != ValueRef::Kind::Ret && v->kind != ValueRef::Kind::Arg)) return std::nullopt;
+    v->i32 = true;
+    return v;
+  }
   if (body == "ret") { r.kind = ValueRef::Kind::Ret; return r; }
   if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
   if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }

@@ -46,6 +46,7 @@ struct ValueRef {
   int len = 0;              ///< capture length for ArgStr
   int64_t number = 0;       ///< Int
   std::string literal;      ///< Literal
+  bool i32 = false;         ///< `:i32`: a C int, sign-extended from the low 32 bits
   bool kernel() const { return kind != Kind::Literal; }
   std::string str() const;  ///< back to the YAML spelling, for messages
 };
@@ -58,6 +59,7 @@ struct LabelBinding {
   std::string map_default;                   ///< name for integers not in the map ("" = the number)
   std::string regex_src;                     ///< first capture group (or whole match) is the value
   std::optional<std::regex> regex;
+  bool drop_unmatched = false;  ///< series whose string does not match `regex` are not exported
   Mark mark;
 };
 

@@ -15,7 +15,7 @@ std::string exit_reason(int status) {
     const char* abbrev = sigabbrev_np(sig);
     return abbrev ? std::string("SIG") + abbrev : "signal_" + std::to_string(sig);
   }
-  return "exit_" + std::to_string((status >> 8) & 0xff);
+  return "exit_code_" + std::to_string((status >> 8) & 0xff);
 }
 
 Lifecycle::Lifecycle(const std::vector<config::WorkerDef>& workers, const std::vector<std::string>& binaries) {

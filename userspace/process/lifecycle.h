@@ -28,7 +28,7 @@ struct WorkerState {
   std::map<std::string, uint64_t> restarts;  ///< reason → count
 };
 
-/// "SIGKILL" for a signal, "exit_3" for an exit code (wait status encoding).
+/// "SIGKILL" for a signal, "exit_code_3" for an exit code (wait status encoding).
 std::string exit_reason(int wait_status);
 
 class Lifecycle {
