@@ -92,6 +92,8 @@ struct call_ctx {
 	__u64 now;
 	__u32 status;
 	__u32 tgid;
+	__u32 no_ret; /* left by an exception: updates that read $ret are skipped */
+	__u32 pad;
 };
 
 /* PH_EXCEPTION runs exit actions with the probe's exception status. */
@@ -233,6 +235,19 @@ static __always_inline void gauge_apply(const struct insa_key *key, __u8 op, __s
 		__sync_fetch_and_add(g, op == INSA_OP_GAUGE_SUB ? -v : v);
 }
 
+static __always_inline int uses_ret(const struct insa_action *a)
+{
+	if ((a->value_src & ~INSA_SRC_I32) == INSA_SRC_RET)
+		return 1;
+	for (int j = 0; j < INSA_MAX_LABELS; j++) {
+		if (j >= a->nlabels)
+			break;
+		if ((a->labels[j].src & ~INSA_SRC_I32) == INSA_SRC_RET)
+			return 1;
+	}
+	return 0;
+}
+
 /* One action; a global subprogram so the verifier checks it once, not per call site. */
 __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph)
 {
@@ -248,6 +263,8 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 		return 0;
 	}
 	if (ph == PH_ABANDON || a->when != (ph == PH_ENTRY ? INSA_AT_ENTRY : INSA_AT_EXIT))
+		return 0;
+	if (c->no_ret && uses_ret(a))
 		return 0;
 	v = eval_src(a->value_src, a->value_arg, a->value_const, c);
 	if (op == INSA_OP_SPAN_BEGIN) {
@@ -300,6 +317,7 @@ __noinline int finish(struct insa_frame *f, int ph, __s64 ret, __u64 now, __u32 
 		STAT_INC(id, abandoned);
 	} else if (ph == PH_EXCEPTION) {
 		c.status = spec->exception_status;
+		c.no_ret = 1;
 		STAT_INC(id, exceptions);
 		ph = PH_EXIT;
 	} else {

@@ -157,7 +157,7 @@ void Engine::detach_probe(size_t i) {
 }
 
 size_t Engine::attach_all() {
-  if (plan_.needs_catch && shared_links_.empty()) {
+  if (plan_.needs_catch && !catch_link_) {
     // C++ exceptions: a tracked call unwound by a throw ends at the catch.
     auto lib = elf::resolve_library("libstdc++.so.6");
     if (lib) {
@@ -169,10 +169,14 @@ size_t Engine::attach_all() {
         p.binary = *lib;
         p.offset = sym->file_offset;
         auto l = attach_point(p);
-        if (l)
-          shared_links_.push_back(std::move(*l));
-        else
+        if (l) {
+          catch_link_ = std::move(*l);
+          spdlog::info("C++ exceptions: catch hook on {} __cxa_begin_catch @0x{:x}", *lib, p.offset);
+        } else {
           spdlog::warn("C++ exception tracking off: {}", l.error().message);
+        }
+      } else {
+        spdlog::warn("C++ exception tracking off: {}", sym.error().message);
       }
     } else {
       spdlog::info("no libstdc++ on this host: C++ exception tracking not needed");

@@ -96,7 +96,8 @@ class Engine {
   plan::Plan plan_;
   std::unique_ptr<::insa_probes, SkeletonDeleter> skel_;
   std::vector<std::vector<Link>> links_;  ///< per probe
-  std::vector<Link> shared_links_;        ///< catch hook, task exit
+  std::vector<Link> shared_links_;        ///< task exit
+  Link catch_link_;                       ///< __cxa_begin_catch hook, shared by all probes
   std::vector<Link> retired_links_;       ///< links on replaced binaries
   std::vector<ProbeState> states_;
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
