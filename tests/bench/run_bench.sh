@@ -49,6 +49,9 @@ done
 
 log "building insa-exporter and tests/bench targets in $BUILD_DIR"
 cmake -S "$REPO" -B "$BUILD_DIR" >/dev/null
+# One skeleton first: every *_skel target has vmlinux.h as an OUTPUT, so a
+# parallel first build would generate it twice at once.
+cmake --build "$BUILD_DIR" --target bench_floor_skel >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target insa-exporter bench_target bench_target_prom bench_floor >/dev/null
 EXPORTER=$BUILD_DIR/insa-exporter
 BENCH=$BUILD_DIR/tests/bench

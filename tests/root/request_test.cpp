@@ -10,7 +10,7 @@
 namespace insa::testing {
 namespace {
 
-const std::vector<double> kDurationLe{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5};
+const std::vector<double> kDurationLe{0.001, 0.008, 0.03, 0.1, 0.5, 1, 2.5, 5, 10};
 const std::vector<double> kSizeLe{50, 500, 1000, 5000, 10000, 50000, 100000};
 
 void expect_histogram(const Samples& got, const std::string& name, const std::string& labels,

@@ -7,9 +7,9 @@
 ///     arg1 request id (0, 1, 2, ...), arg2 agent type string, arg3 request size in bytes;
 ///     returns the response size in bytes (>= 0) or -1 on error.
 /// Each request follows a schedule that is a pure function of (--seed, request id):
-///   success  sleeps 2, 7 or 20 ms and returns a response size
-///   error    sleeps 3 ms and returns -1 (with --errors throw: throws std::runtime_error)
-///   slow     sleeps 120 ms and returns a response size (probes.yaml calls > 100 ms timeout)
+///   success  sleeps 2, 10 or 40 ms and returns a response size
+///   error    sleeps 2 ms and returns -1 (with --errors throw: throws std::runtime_error)
+///   slow     sleeps 150 ms and returns a response size (probes.yaml calls > 100 ms timeout)
 
 #include <unistd.h>
 

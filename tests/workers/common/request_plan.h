@@ -13,14 +13,14 @@ namespace insa_demo {
 /// What one request will do.
 struct Plan {
   enum Kind { kSuccess, kError, kSlow } kind;
-  long duration_ms;    ///< planned work: 2/7/20 (success), 3 (error), 120 (slow)
+  long duration_ms;    ///< planned work: 2/10/40 (success), 2 (error), 150 (slow)
   long request_size;   ///< 60, 700, 3000 or 20000 bytes
   long response_size;  ///< 250, 1500, 7000 or 40000 bytes (returned unless error)
 };
 
-inline constexpr long kSuccessMs[] = {2, 7, 20};
-inline constexpr long kErrorMs = 3;
-inline constexpr long kSlowMs = 120;
+inline constexpr long kSuccessMs[] = {2, 10, 40};
+inline constexpr long kErrorMs = 2;
+inline constexpr long kSlowMs = 150;
 inline constexpr long kRequestSizes[] = {60, 700, 3000, 20000};
 inline constexpr long kResponseSizes[] = {250, 1500, 7000, 40000};
 
