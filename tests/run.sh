@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The one test command (README, CI): installs every package, builds, runs the
+# unit tests, the root tests (real BPF, real processes), the deployment checks
+# and the end-to-end Prometheus proof. Idempotent; run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/run.sh: root tests load BPF programs; run as root: sudo tests/run.sh" >&2
+  exit 1
+fi
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+tests/install-deps.sh
+
+step "build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
+
+step "unit tests (unprivileged)"
+setpriv --reuid=65534 --regid=65534 --clear-groups build/insa_unit_tests --gtest_brief=1 2>/dev/null ||
+  build/insa_unit_tests --gtest_brief=1
+
+step "root tests (real BPF, real processes)"
+build/insa_root_tests --gtest_brief=1
+
+step "deployment checks (promtool, systemd-analyze, k8s schemas, dashboard lint)"
+tests/deploy/check_deploy.sh
+
+step "end to end: Prometheus scraping the exporter on the demo platform"
+tests/e2e.sh
+
+echo
+echo "tests/run.sh: all tests passed"
