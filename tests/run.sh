@@ -18,9 +18,8 @@ step "build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
 
-step "unit tests (unprivileged)"
-setpriv --reuid=65534 --regid=65534 --clear-groups build/insa_unit_tests --gtest_brief=1 2>/dev/null ||
-  build/insa_unit_tests --gtest_brief=1
+step "unit tests (no BPF, no privileges needed)"
+build/insa_unit_tests --gtest_brief=1
 
 step "root tests (real BPF, real processes)"
 build/insa_root_tests --gtest_brief=1
