@@ -380,9 +380,12 @@ class Parser {
     for (const auto& u : m) p.updates.push_back(update(u, c, p.name));
     if (p.updates.size() > 6) fail(m, "at most 6 metric updates per probe; split it into two probes on the same function");
     if (!p.usdt.empty()) {
+      auto exit_only = [](const ValueRef& v) {
+        return v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Duration || v.kind == ValueRef::Kind::Status;
+      };
       for (const auto& u : p.updates)
-        if (u.op == UpdateOp::Inflight || u.when == When::Exit || u.value.kind == ValueRef::Kind::Ret ||
-            u.value.kind == ValueRef::Kind::Duration)
+        if (u.op == UpdateOp::Inflight || u.when == When::Exit || exit_only(u.value) ||
+            std::any_of(u.labels.begin(), u.labels.end(), [&](const LabelBinding& l) { return exit_only(l.value); }))
           fail(n, where + ": a USDT probe is a single point: no exit, $ret or $duration");
     }
     return p;
@@ -480,7 +483,10 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
   if (body.size() > 4 && body.compare(body.size() - 4, 4, ":i32") == 0 &&
       (body.rfind("ret", 0) == 0 || body.rfind("arg", 0) == 0)) {
     auto v = parse_value("$" + body.substr(0, body.size() - 4), why);
-    if (!v || (v->kind != ValueRef::Kind::Ret && v->kind != ValueRef::Kind::Arg)) return std::nullopt;
+    if (!v || (v->kind != ValueRef::Kind::Ret && v->kind != ValueRef::Kind::Arg)) {
+      if (why && (v || why->empty())) *why = "'" + s + "': ':i32' applies to $ret and integer arguments $argN only";
+      return std::nullopt;
+    }
     v->i32 = true;
     return v;
   }
@@ -502,7 +508,13 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
         r.kind = ValueRef::Kind::ArgStr;
         r.len = 32;
         if (suffix.size() > 3) {
-          try { r.len = std::stoi(suffix.substr(3)); } catch (const std::exception&) { r.len = 0; }
+          try {
+            size_t used = 0;
+            r.len = std::stoi(suffix.substr(3), &used);
+            if (used != suffix.size() - 3) r.len = 0;
+          } catch (const std::exception&) {
+            r.len = 0;
+          }
         }
         if (r.len < 2 || r.len > 64) {
           if (why) *why = "'" + s + "': a string capture is 2 to 64 bytes, e.g. $" + body.substr(0, 4) + ":str32";
