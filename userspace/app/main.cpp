@@ -17,8 +17,7 @@
 #include "attach/plan.h"
 #include "config/config.h"
 #include "elf/elf_file.h"
-#include "elf/return_sites.h"
-#include "elf/usdt.h"
+#include "elf/describe.h"
 
 using namespace insa;
 
@@ -35,23 +34,13 @@ int list_probes(const std::string& binary) {
     std::fprintf(stderr, "insa-exporter: %s\n", f.error().message.c_str());
     return 1;
   }
-  std::printf("# %s\n# functions: demangled name, then mangled name, file offset, size\n", path->c_str());
-  for (const auto& s : f->functions()) {
-    if (s.size == 0) continue;
-    std::printf("function %s", s.demangled.c_str());
-    if (s.demangled != s.name) std::printf("  (%s)", s.name.c_str());
-    std::printf("  offset=0x%llx size=%llu\n", static_cast<unsigned long long>(s.file_offset),
-                static_cast<unsigned long long>(s.size));
-  }
-  auto usdt = elf::read_usdt_probes(*f);
-  if (!usdt) {
-    std::fprintf(stderr, "insa-exporter: %s\n", usdt.error().message.c_str());
+  auto lines = elf::describe(*f);
+  if (!lines) {
+    std::fprintf(stderr, "insa-exporter: %s\n", lines.error().message.c_str());
     return 1;
   }
-  std::printf("# USDT probes: provider:name and arguments ($arg1.. in probes.yaml)\n");
-  for (const auto& u : *usdt)
-    std::printf("usdt %s:%s  args=\"%s\"%s\n", u.provider.c_str(), u.name.c_str(), u.args.c_str(),
-                u.semaphore_vaddr ? "  (semaphore)" : "");
+  std::printf("# %s: functions (demangled, then mangled) and USDT probes; name them in probes.yaml\n", path->c_str());
+  for (const auto& l : *lines) std::printf("%s\n", l.c_str());
   return 0;
 }
 
