@@ -163,7 +163,7 @@ void Server::serve(int conn) {
   std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) +
                      "\r\nContent-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) +
                      "\r\nConnection: close\r\n\r\n";
-  if (send_all(conn, head) && method == "GET") send_all(conn, r.body);
+  if (send_all(conn, head) && method != "HEAD") send_all(conn, r.body);
 }
 
 }  // namespace insa::http
