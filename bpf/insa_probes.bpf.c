@@ -73,6 +73,13 @@ struct {
 struct scratch {
 	struct insa_key key;
 	__u8 slack[INSA_STR_MAX];
+	/* The last string read from user memory: several updates of one call usually
+	 * label by the same argument, and a user read costs far more than a copy. */
+	__u64 str_ptr;
+	__u64 str_now;
+	__u32 str_len;
+	__u32 pad;
+	__u64 str[INSA_STR_MAX / 8];
 };
 
 struct {
@@ -170,7 +177,11 @@ static __always_inline __u32 classify(const struct insa_probe_spec *spec, const 
 /* Fills s->key for action a; returns 0 on success. */
 static __always_inline int build_key(struct scratch *s, const struct insa_action *a, const struct call_ctx *c)
 {
-	__builtin_memset(&s->key, 0, sizeof(s->key));
+	/* Zero the key in 8-byte stores (the scratch value is 8-aligned; a memset of
+	 * the 4-aligned struct would take twice as many). */
+	__u64 *z = (__u64 *)&s->key;
+	for (int i = 0; i < sizeof(s->key) / 8; i++)
+		z[i] = 0;
 	s->key.series = a->series;
 	for (int j = 0; j < INSA_MAX_LABELS; j++) {
 		if (j >= a->nlabels)
@@ -181,9 +192,18 @@ static __always_inline int build_key(struct scratch *s, const struct insa_action
 			__u32 len = l->len;
 			if (len == 0 || len > INSA_STR_MAX)
 				continue;
-			const void *p = (const void *)arg_at(c, l->arg);
-			if (p)
-				bpf_probe_read_user_str(&s->key.data[off], len, p);
+			__u64 p = arg_at(c, l->arg);
+			if (!p)
+				continue;
+			if (s->str_ptr != p || s->str_now != c->now || s->str_len != len) {
+				for (int k = 0; k < INSA_STR_MAX / 8; k++)
+					s->str[k] = 0;
+				bpf_probe_read_user_str(s->str, len, (const void *)p);
+				s->str_ptr = p;
+				s->str_now = c->now;
+				s->str_len = len;
+			}
+			bpf_probe_read_kernel(&s->key.data[off], len, s->str);
 		} else {
 			__s64 v = eval_src(l->src, l->arg, 0, c);
 			__u64 *slot = (__u64 *)s->key.data;
