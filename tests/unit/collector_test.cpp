@@ -611,14 +611,15 @@ TEST(Collector, DropUnmatchedSkipsTheSeries) {
   EXPECT_EQ(f.metric[0].counter.value, 2);
 }
 
-TEST(Collector, NegativeGaugeAndDurationGaugeScale) {
+TEST(Collector, NegativeGaugeWithIntegerLabel) {
   World w;
   w.plan.series[2].labels[0] = integer("worker_name", 0);
   auto k = key(2);
   put_int(k, 0, 12);
   w.reader.snap.gauges.emplace_back(k, -2);
   auto c = w.make();
-  const auto& g = fam(c.Collect(), "insa_worker_active_requests");
+  auto fs = c.Collect();
+  const auto& g = fam(fs, "insa_worker_active_requests");
   ASSERT_EQ(g.metric.size(), 1u);
   EXPECT_EQ(labels(g.metric[0]), (L{{"worker_name", "12"}}));
   EXPECT_EQ(g.metric[0].gauge.value, -2);
