@@ -24,14 +24,14 @@
 #  3. The exporter's CPU and RSS while the target makes RATE probed calls/s for
 #     AGENT_SECONDS, and that no call is lost (exporter count == target count).
 #
-# Knobs (environment): ROUNDS=5 CALLS=150000 RATE=20000 AGENT_SECONDS=20
+# Knobs (environment): ROUNDS=7 CALLS=80000 RATE=20000 AGENT_SECONDS=20
 # SCRAPES=10 SERIES="1000 10000 100000" BUILD_DIR=<repo>/build PORT=19591
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$REPO/build}
-ROUNDS=${ROUNDS:-5}
-CALLS=${CALLS:-150000}
+ROUNDS=${ROUNDS:-7}
+CALLS=${CALLS:-80000}
 RATE=${RATE:-20000}
 AGENT_SECONDS=${AGENT_SECONDS:-20}
 SCRAPES=${SCRAPES:-10}
@@ -157,6 +157,7 @@ bpftrace_script >"$WORK/request.bt"
 # ---------------------------------------------------------------- helpers
 start_exporter() {  # $1 config; waits until every probe is attached
   local cfg=$1 i
+  ! curl -s -o /dev/null "localhost:$PORT/" 2>/dev/null || die "port $PORT is in use (PORT=... to choose another)"
   "$EXPORTER" --config.file "$cfg" --web.listen-address ":$PORT" >>"$WORK/exporter.log" 2>&1 &
   EXPORTER_PID=$!
   for i in $(seq 300); do
@@ -201,6 +202,13 @@ run_config() {  # $1 config name
   esac
 }
 
+# Uprobes left on the target by anything else would distort every figure, and
+# a read-only private mmap of a probed file shows their int3 bytes to the ELF
+# analysis (see RESULTS.md).
+if command -v bpftool >/dev/null && bpftool perf show 2>/dev/null | grep -q "$TARGET"; then
+  die "uprobes are already attached to $TARGET (bpftool perf show): stop that tracer first"
+fi
+
 # ---------------------------------------------------------------- 1. ns per call
 CONFIGS=(none floor floor0 uret exporter bpftrace prom)
 log "per-call cost: $ROUNDS rounds x ${#CONFIGS[@]} configurations x ${#VARIANTS[@]} variants, $CALLS calls each"
@@ -235,7 +243,7 @@ verdict() { awk -v x="$1" -v g="$2" 'BEGIN { if (x == "–" || x == "") print "n
 
 # ---------------------------------------------------------------- 2. scrape time
 log "scrape time at $SERIES series"
-declare -A SCRAPE_MED SCRAPE_MAX SCRAPE_FIRST SCRAPE_SERIES SCRAPE_BYTES
+declare -A SCRAPE_MED SCRAPE_MAX SCRAPE_FIRST SCRAPE_SERIES SCRAPE_BYTES SCRAPE_COLLECT
 for n in $SERIES; do
   series_config "$n" >"$WORK/series_$n.yaml"
   start_exporter "$WORK/series_$n.yaml"
@@ -247,6 +255,10 @@ for n in $SERIES; do
   SCRAPE_MED[$n]=$(echo "$times" | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m * 1000 }')
   SCRAPE_MAX[$n]=$(echo "$times" | awk 'END { printf "%.1f", $1 * 1000 }')
   SCRAPE_FIRST[$n]=$(awk -v t="${SCRAPE_FIRST[$n]}" 'BEGIN { printf "%.1f", t * 1000 }')
+  # The exporter's own figure for reading the maps and building the families
+  # (the rest of the end-to-end time is text serialization and HTTP).
+  SCRAPE_COLLECT[$n]=$(curl -s "localhost:$PORT/metrics" |
+    awk '/^insa_exporter_scrape_duration_seconds / { printf "%.1f", $2 * 1000 }')
   stop_exporter
 done
 
@@ -258,9 +270,11 @@ start_exporter "$WORK/request.yaml"
 t0=$(date +%s%N); c0=$(cpu_ticks "$EXPORTER_PID")
 "$TARGET" rate "$RATE" "$AGENT_SECONDS" push >"$WORK/rate.txt" &
 RATE_PID=$!
-while kill -0 "$RATE_PID" 2>/dev/null; do
-  sleep 5
-  curl -s -o /dev/null "localhost:$PORT/metrics" || true
+tick=0
+while kill -0 "$RATE_PID" 2>/dev/null; do  # a Prometheus-like scrape every 5 s
+  sleep 1
+  tick=$((tick + 1))
+  if ((tick % 5 == 0)); then curl -s -o /dev/null "localhost:$PORT/metrics" || true; fi
 done
 wait "$RATE_PID"
 t1=$(date +%s%N); c1=$(cpu_ticks "$EXPORTER_PID")
@@ -299,14 +313,29 @@ row "empty uprobe + uretprobe (bpftrace's mechanism)" uret
 row "**insa-exporter** request probe (count by status, duration histogram, in-flight)" exporter
 row "bpftrace: uprobe + uretprobe, @start[tid], hist(), count(), in-flight" bpftrace
 row "in-process prometheus-cpp (counter by status, histogram, gauge)" prom
-ratio_row() {
-  local name=$1 a=$2 b=$3 out="| $name |" v
-  for v in "${VARIANTS[@]}"; do out+=" $(ratio "$(median "$a" "$v")" "$(median "$b" "$v")") |"; done
+minimum() { stats "$1" "$2" | awk '{ print $2 }'; }
+ratio_row() {  # median ratio (ratio of minimums)
+  local name=$1 a=$2 b=$3 v out
+  out="| $name |"
+  for v in "${VARIANTS[@]}"; do
+    out+=" $(ratio "$(median "$a" "$v")" "$(median "$b" "$v")") ($(ratio "$(minimum "$a" "$v")" "$(minimum "$b" "$v")")) |"
+  done
   echo "$out"
 }
-ratio_row "ratio insa-exporter / floor" exporter floor
-ratio_row "ratio insa-exporter / bpftrace" exporter bpftrace
-ratio_row "ratio floor / bpftrace" floor bpftrace
+diff_row() {  # median difference in ns
+  local name=$1 a=$2 b=$3 v out
+  out="| $name |"
+  for v in "${VARIANTS[@]}"; do
+    out+=" $(awk -v x="$(median "$a" "$v")" -v y="$(median "$b" "$v")" 'BEGIN { if (x == "" || y == "") print "–"; else printf "%+.0f", x - y }') |"
+  done
+  echo "$out"
+}
+diff_row "insa-exporter − floor: the exporter's own BPF work (ns)" exporter floor
+diff_row "bpftrace − empty uprobe + uretprobe: bpftrace's own BPF work (ns)" bpftrace uret
+diff_row "floor − empty uprobe + uretprobe: return-site exit vs uretprobe (ns)" floor uret
+ratio_row "ratio insa-exporter / floor (ratio of minimums)" exporter floor
+ratio_row "ratio insa-exporter / bpftrace (ratio of minimums)" exporter bpftrace
+ratio_row "ratio floor / bpftrace (ratio of minimums)" floor bpftrace
 echo
 echo "Entry sites (bench_floor, same analysis as the exporter's plan):"
 echo
@@ -324,10 +353,10 @@ fi
 echo
 echo "### Scrape time (\`curl -s localhost:PORT/metrics\`, end to end, ms)"
 echo
-echo "| series | median of $SCRAPES | max | first scrape | series in output | bytes |"
-echo "|---|---|---|---|---|---|"
+echo "| series | median of $SCRAPES | max | first scrape | of which map read + families (exporter's own gauge) | series in output | bytes |"
+echo "|---|---|---|---|---|---|---|"
 for n in $SERIES; do
-  echo "| $n | ${SCRAPE_MED[$n]} | ${SCRAPE_MAX[$n]} | ${SCRAPE_FIRST[$n]} | ${SCRAPE_SERIES[$n]} | ${SCRAPE_BYTES[$n]} |"
+  echo "| $n | ${SCRAPE_MED[$n]} | ${SCRAPE_MAX[$n]} | ${SCRAPE_FIRST[$n]} | ${SCRAPE_COLLECT[$n]:-?} | ${SCRAPE_SERIES[$n]} | ${SCRAPE_BYTES[$n]} |"
 done
 echo
 echo "### Agent cost at $RATE probed calls/s for $AGENT_SECONDS s (req_push, scraped every 5 s)"
@@ -337,33 +366,31 @@ echo "|---|---|---|---|---|---|---|"
 echo "| $AGENT_CPU % | $AGENT_RSS MB | $AGENT_HWM MB | $T_CALLS | $E_TOTAL | $LOST | $T_ERRORS / ${E_ERROR:-0} |"
 echo
 # ---- goals
-F_NOP=$(ratio "$(median exporter nop)" "$(median floor nop)")
-F_PUSH=$(ratio "$(median exporter push)" "$(median floor push)")
-F_RIP=$(ratio "$(median exporter rip)" "$(median floor rip)")
-B_NOP=$(ratio "$(median exporter nop)" "$(median bpftrace nop)")
-B_PUSH=$(ratio "$(median exporter push)" "$(median bpftrace push)")
-B_RIP=$(ratio "$(median exporter rip)" "$(median bpftrace rip)")
-FB_NOP=$(ratio "$(median floor nop)" "$(median bpftrace nop)")
-FB_PUSH=$(ratio "$(median floor push)" "$(median bpftrace push)")
-FB_RIP=$(ratio "$(median floor rip)" "$(median bpftrace rip)")
-RET_NS=$(awk -v a="$(median floor push)" -v b="$(median uret push)" 'BEGIN { printf "%.0f", a - b }')
-why_bpftrace="the floor itself is ${FB_NOP}/${FB_PUSH}× bpftrace: a uprobe on \`ret\` is single-stepped (the kernel does not emulate ret), ~${RET_NS} ns more per call than the uretprobe that bpftrace uses"
+med() { median "$@"; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "?"; else printf "%.0f", a - b }'; }
+pct() { awk -v a="$1" -v p="$2" 'BEGIN { if (a == "") print "?"; else printf "%.0f", a * p }'; }
 echo "### Goals"
 echo
 echo "| goal | figure | result | why |"
 echo "|---|---|---|---|"
 for v in nop push rip; do
-  f_var="F_${v^^}"
-  echo "| request probe ≤ 1.15 × floor ($v) | ${!f_var}× | $(verdict "${!f_var}" 1.15) | exporter's BPF work over the empty programs |"
+  r=$(ratio "$(med exporter "$v")" "$(med floor "$v")")
+  why="the request probe's BPF work adds $(sub "$(med exporter "$v")" "$(med floor "$v")") ns to the empty programs (15 % of the floor is $(pct "$(med floor "$v")" 0.15) ns)"
+  echo "| request probe ≤ 1.15 × floor ($v) | ${r}× | $(verdict "$r" 1.15) | $why |"
 done
 for v in nop push; do
-  b_var="B_${v^^}"
-  echo "| request probe ≤ 0.7 × bpftrace ($v) | ${!b_var}× | $(verdict "${!b_var}" 0.7) | $why_bpftrace |"
+  r=$(ratio "$(med exporter "$v")" "$(med bpftrace "$v")")
+  fb=$(ratio "$(med floor "$v")" "$(med bpftrace "$v")")
+  why="the floor alone is ${fb}× bpftrace: the exporter's exit uprobe sits on \`ret\`, which the kernel single-steps, $(sub "$(med floor "$v")" "$(med uret "$v")") ns more per call than the uretprobe bpftrace uses; bpftrace's own BPF work is $(sub "$(med bpftrace "$v")" "$(med uret "$v")") ns"
+  echo "| request probe ≤ 0.7 × bpftrace ($v) | ${r}× | $(verdict "$r" 0.7) | $why |"
 done
-echo "| rip-relative first: request probe ≤ 0.5 × bpftrace | ${B_RIP}× | $(verdict "$B_RIP" 0.5) | entry site moved to an emulated instruction; bpftrace single-steps the mov, but the exporter single-steps its \`ret\` (floor/bpftrace ${FB_RIP}×) |"
+r=$(ratio "$(med exporter rip)" "$(med bpftrace rip)")
+fb=$(ratio "$(med floor rip)" "$(med bpftrace rip)")
+why="the entry probe moved from the single-stepped mov to an emulated instruction saves $(sub "$(med floor0 rip)" "$(med floor rip)") ns (floor at offset 0 vs at the entry site), but the exit still single-steps \`ret\` while bpftrace's uretprobe does not: floor/bpftrace is ${fb}×"
+echo "| rip-relative first: request probe ≤ 0.5 × bpftrace | ${r}× | $(verdict "$r" 0.5) | $why |"
 s10=${SCRAPE_MED[10000]:-–}; s100=${SCRAPE_MED[100000]:-–}
-echo "| scrape of 10k series ≤ 10 ms | $s10 ms | $(verdict "$s10" 10) | end to end with curl, median |"
-echo "| scrape of 100k series ≤ 100 ms | $s100 ms | $(verdict "$s100" 100) | end to end with curl, median |"
+echo "| scrape of 10k series ≤ 10 ms | $s10 ms | $(verdict "$s10" 10) | ${SCRAPE_COLLECT[10000]:-?} ms of it reading the maps and building prometheus-cpp families (exporter's own gauge), the rest text serialization and HTTP |"
+echo "| scrape of 100k series ≤ 100 ms | $s100 ms | $(verdict "$s100" 100) | ${SCRAPE_COLLECT[100000]:-?} ms reading the maps and building families, the rest serialization and HTTP |"
 echo "| agent ≤ 1 % of one core at $RATE calls/s | $AGENT_CPU % | $(verdict "$AGENT_CPU" 1) | BPF runs in the worker's context; the agent only serves scrapes |"
 echo "| agent ≤ 30 MB RSS | $AGENT_HWM MB (peak) | $(verdict "$AGENT_HWM" 30) | VmHWM of insa-exporter |"
 if [[ $COUNTS_OK == yes ]]; then cr="**met**"; else cr="**missed**"; fi
