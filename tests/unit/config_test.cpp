@@ -879,6 +879,9 @@ TEST(ConfigErrors, UsdtProbeWithRetLabel) {
   const std::string t = with_update(
       "      - metric: insa_requests_total\n        labels: {agent_type: $arg1:str8, status: $ret}\n", "    usdt: q:push\n");
   EXPECT_EQ(error_of(t), msg(t, "name: p", "probe 'p': a USDT probe is a single point: no exit, $ret or $duration"));
+  const std::string st = with_update(
+      "      - metric: insa_requests_total\n        labels: {agent_type: $arg1:str8, status: $status}\n", "    usdt: q:push\n");
+  EXPECT_EQ(error_of(st), msg(st, "name: p", "probe 'p': a USDT probe is a single point: no exit, $ret or $duration"));
 }
 
 TEST(ConfigErrors, ProbeTargets) {
@@ -1053,13 +1056,16 @@ TEST(ParseValue, I32) {
 TEST(ParseValue, I32OnAStringIsAnError) {
   std::string why;
   EXPECT_FALSE(parse_value("$arg2:str8:i32", &why).has_value());
-  EXPECT_FALSE(why.empty()) << "a '$' expression that is not a value must say why";
+  EXPECT_EQ(why, "'$arg2:str8:i32': ':i32' applies to $ret and integer arguments $argN only");
+  EXPECT_FALSE(parse_value("$duration:i32", &why).has_value());
+  EXPECT_EQ(why, "'$duration:i32' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid)");
   const std::string t = with_update(
       "      - metric: insa_requests_total\n        labels: {agent_type: $arg2:str8:i32, status: $status}\n");
   auto r = parse_config(t, kFile);
   ASSERT_FALSE(r.ok()) << "accepted as the literal label value '"
                        << r->probes[0].updates[0].labels[0].value.literal << "'";
-  EXPECT_EQ(r.error().message.rfind("probes.yaml:" + at(t, "$arg2:str8:i32") + ": ", 0), 0u) << r.error().message;
+  EXPECT_EQ(r.error().message,
+            msg(t, "$arg2:str8:i32", "'$arg2:str8:i32': ':i32' applies to $ret and integer arguments $argN only"));
 }
 
 TEST(ParseValue, RoundTripsToYamlSpelling) {
