@@ -102,13 +102,13 @@ TEST(Lifecycle, RestartsCountedWithTheReason) {
   l.exited(100, SIGKILL);
   auto s = state(l.snapshot(), "sizing_agent");
   EXPECT_TRUE(s.pids.empty());
-  EXPECT_EQ(s.pending_reason, "SIGKILL");
+  EXPECT_EQ(s.pending, (std::deque<std::string>{"SIGKILL"}));
   EXPECT_TRUE(s.restarts.empty());  // not restarted yet
 
   l.observe(101, sizing);
   s = state(l.snapshot(), "sizing_agent");
   EXPECT_EQ(s.restarts, (std::map<std::string, uint64_t>{{"SIGKILL", 1}}));
-  EXPECT_EQ(s.pending_reason, "");
+  EXPECT_TRUE(s.pending.empty());
 
   l.exited(101, 3 << 8);
   l.observe(102, sizing);
@@ -133,7 +133,7 @@ TEST(Lifecycle, UnrelatedExitsAreIgnored) {
   l.exited(100, 0);  // one of two exits: still healthy
   s = state(l.snapshot(), "sizing_agent");
   EXPECT_EQ(s.pids, (std::set<uint32_t>{101}));
-  EXPECT_EQ(s.pending_reason, "exit_code_0");
+  EXPECT_EQ(s.pending, (std::deque<std::string>{"exit_code_0"}));
 }
 
 // Two instances of one worker die (one killed, one exits 1) and both are

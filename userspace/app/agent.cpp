@@ -188,8 +188,7 @@ int run_agent(const std::string& config_file, const std::string& listen_override
   (*server)->handle("/metrics", [&] {
     std::lock_guard<std::mutex> lock(mu);
     if (!inst) return http::Response{503, "text/plain; charset=utf-8", "not ready\n"};
-    prometheus::TextSerializer ser;
-    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", ser.Serialize(inst->collector->Collect())};
+    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", inst->collector->text()};
   });
   (*server)->handle("/-/healthy", [] { return http::Response{200, "text/plain; charset=utf-8", "OK\n"}; });
   (*server)->handle("/-/ready", [&] {

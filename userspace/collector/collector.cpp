@@ -5,7 +5,11 @@
 #include <sys/utsname.h>
 
 #include <chrono>
+#include <charconv>
+#include <cmath>
 #include <cstring>
+
+#include <prometheus/text_serializer.h>
 
 namespace insa::collector {
 namespace pm = prometheus;
@@ -35,13 +39,6 @@ pm::ClientMetric counter_sample(std::vector<pm::ClientMetric::Label> labels, dou
   return m;
 }
 
-/// Accumulated value of one exported series (several keys may fold into it).
-struct Acc {
-  uint64_t count = 0;
-  double sum = 0;
-  std::vector<uint64_t> buckets;
-  double gauge = 0;
-};
 
 }  // namespace
 
@@ -103,57 +100,141 @@ std::string Collector::bounded(size_t metric, size_t label, const std::string& v
   return "other";
 }
 
-std::vector<pm::MetricFamily> Collector::Collect() const {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(mu_);
+namespace {
+
+std::string escape_label(const std::string& v) {
+  std::string o;
+  o.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') o += "\\\\";
+    else if (c == '"') o += "\\\"";
+    else if (c == '\n') o += "\\n";
+    else o += c;
+  }
+  return o;
+}
+
+void append_number(std::string& out, double v) {
+  if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+    return;
+  }
+  if (std::isnan(v)) {
+    out += "NaN";
+    return;
+  }
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace
+
+size_t Collector::add_row(size_t metric, std::vector<std::string> values, bool always) const {
+  std::string rendered;
+  const auto& m = cfg_.metrics[metric];
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) rendered += ',';
+    rendered += m.labels[i] + "=\"" + escape_label(values[i]) + "\"";
+  }
+  std::string id = std::to_string(metric) + '\0' + rendered;
+  auto it = by_labels_.find(id);
+  if (it != by_labels_.end()) {
+    rows_[it->second].always |= always;
+    return it->second;
+  }
+  Row r;
+  r.metric = metric;
+  r.values = std::move(values);
+  r.rendered = std::move(rendered);
+  r.always = always;
+  r.buckets.resize(m.buckets.size() + 1);
+  rows_.push_back(std::move(r));
+  const size_t idx = rows_.size() - 1;
+  by_labels_.emplace(std::move(id), idx);
+  auto& list = by_metric_[metric];
+  auto pos = std::lower_bound(list.begin(), list.end(), idx,
+                              [&](size_t x, size_t y) { return rows_[x].values < rows_[y].values; });
+  list.insert(pos, idx);
+  return idx;
+}
+
+size_t Collector::row_for(const plan::Series& s, uint32_t series, const insa_key& key) const {
+  std::string raw(reinterpret_cast<const char*>(&key), sizeof key);
+  (void)series;
+  auto it = by_key_.find(raw);
+  if (it != by_key_.end()) return it->second;
+  std::vector<std::string> values;
+  values.reserve(s.labels.size());
+  size_t row = std::string::npos;
+  bool dropped = false;
+  for (size_t i = 0; i < s.labels.size(); ++i) {
+    auto v = decode_label(s.labels[i], key, plan_.statuses);
+    if (s.labels[i].drop_unmatched && v.empty()) {
+      dropped = true;
+      break;
+    }
+    // Static and status labels come from a finite set in the config: never folded.
+    const auto k = s.labels[i].kind;
+    values.push_back(k == LabelDecoder::Kind::Static || k == LabelDecoder::Kind::Status ? v : bounded(s.metric, i, v));
+  }
+  if (!dropped) row = add_row(s.metric, std::move(values), false);
+  by_key_.emplace(std::move(raw), row);
+  return row;
+}
+
+reader::Snapshot Collector::gather() const {
+  if (by_metric_.size() != cfg_.metrics.size()) {
+    by_metric_.assign(cfg_.metrics.size(), {});
+    // Series whose labels are all static exist from the start, at zero.
+    for (const auto& s : plan_.series) {
+      bool all_static = std::all_of(s.labels.begin(), s.labels.end(),
+                                    [](const LabelDecoder& d) { return d.kind == LabelDecoder::Kind::Static; });
+      if (!all_static) continue;
+      std::vector<std::string> values;
+      for (const auto& d : s.labels) values.push_back(d.static_value);
+      add_row(s.metric, std::move(values), true);
+    }
+  }
   reader::Snapshot snap;
   auto ok = reader_.read(snap);
   if (!ok) {
     ++scrape_errors_;
     spdlog::error("scrape: {}", ok.error().message);
   }
-
-  // metric → label values → accumulated value; std::map keeps output stable.
-  std::vector<std::map<std::vector<std::string>, Acc>> acc(cfg_.metrics.size());
-  auto labels_of = [&](const plan::Series& s, const insa_key& key) {
-    std::vector<std::string> v;
-    v.reserve(s.labels.size());
-    for (size_t i = 0; i < s.labels.size(); ++i) {
-      auto raw = decode_label(s.labels[i], key, plan_.statuses);
-      if (s.labels[i].drop_unmatched && raw.empty()) return std::vector<std::string>{};
-      v.push_back(s.labels[i].kind == LabelDecoder::Kind::Static ? raw : bounded(s.metric, i, raw));
-    }
-    return v;
-  };
-  // Series whose labels are all static exist from the start, at zero.
-  for (const auto& s : plan_.series) {
-    bool all_static = std::all_of(s.labels.begin(), s.labels.end(),
-                                  [](const LabelDecoder& d) { return d.kind == LabelDecoder::Kind::Static; });
-    if (!all_static) continue;
-    insa_key k{};
-    auto& a = acc[s.metric][labels_of(s, k)];
-    a.buckets.resize(cfg_.metrics[s.metric].buckets.size() + 1);
+  for (auto& r : rows_) {
+    r.touched = false;
+    r.count = 0;
+    r.sum = 0;
+    r.gauge = 0;
+    std::fill(r.buckets.begin(), r.buckets.end(), 0);
   }
   for (const auto& [key, h] : snap.counters) {
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    auto values = labels_of(s, key);
-    if (values.size() != s.labels.size()) continue;  // dropped: regex did not match
-    auto& a = acc[s.metric][values];
-    const size_t nb = cfg_.metrics[s.metric].buckets.size();
-    a.buckets.resize(nb + 1);
-    a.count += h.count;
-    a.sum += static_cast<double>(h.sum) * s.scale;
-    for (size_t b = 0; b <= nb && b <= INSA_MAX_BUCKETS; ++b) a.buckets[b] += h.buckets[b];
+    size_t idx = row_for(s, key.series, key);
+    if (idx == std::string::npos) continue;
+    auto& r = rows_[idx];
+    r.touched = true;
+    r.count += h.count;
+    r.sum += static_cast<double>(h.sum) * s.scale;
+    for (size_t b = 0; b < r.buckets.size() && b <= INSA_MAX_BUCKETS; ++b) r.buckets[b] += h.buckets[b];
   }
   for (const auto& [key, v] : snap.gauges) {
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    auto values = labels_of(s, key);
-    if (values.size() != s.labels.size()) continue;
-    acc[s.metric][values].gauge += static_cast<double>(v) * s.scale;
+    size_t idx = row_for(s, key.series, key);
+    if (idx == std::string::npos) continue;
+    rows_[idx].touched = true;
+    rows_[idx].gauge += static_cast<double>(v) * s.scale;
   }
+  return snap;
+}
 
+std::vector<pm::MetricFamily> Collector::Collect() const {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  reader::Snapshot snap = gather();
   std::vector<pm::MetricFamily> out;
   out.reserve(cfg_.metrics.size() + 12);
   for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
@@ -162,9 +243,11 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
                 : m.type == config::MetricType::Gauge ? pm::MetricType::Gauge
                                                       : pm::MetricType::Histogram;
     auto f = family(m.name, m.help, type);
-    for (const auto& [values, a] : acc[mi]) {
+    for (size_t idx : by_metric_[mi]) {
+      const Row& a = rows_[idx];
+      if (!a.touched && !a.always) continue;
       pm::ClientMetric cm;
-      for (size_t i = 0; i < values.size(); ++i) cm.label.push_back({m.labels[i], values[i]});
+      for (size_t i = 0; i < a.values.size(); ++i) cm.label.push_back({m.labels[i], a.values[i]});
       if (m.type == config::MetricType::Counter) {
         cm.counter.value = a.sum;
       } else if (m.type == config::MetricType::Gauge) {
@@ -174,7 +257,7 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
         cm.histogram.sample_sum = a.sum;
         uint64_t cum = 0;
         for (size_t b = 0; b < m.buckets.size(); ++b) {
-          cum += b < a.buckets.size() ? a.buckets[b] : 0;
+          cum += a.buckets[b];
           cm.histogram.bucket.push_back({cum, m.buckets[b]});
         }
         cm.histogram.bucket.push_back({a.count, std::numeric_limits<double>::infinity()});
@@ -183,7 +266,66 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
     }
     out.push_back(std::move(f));
   }
+  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto self = self_families(snap);
+  for (auto& f : self) out.push_back(std::move(f));
+  return out;
+}
 
+std::string Collector::text() const {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  reader::Snapshot snap = gather();
+  std::string out;
+  out.reserve(rows_.size() * 96 + 4096);
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
+    const auto& m = cfg_.metrics[mi];
+    const char* type = m.type == config::MetricType::Counter ? "counter"
+                       : m.type == config::MetricType::Gauge ? "gauge"
+                                                             : "histogram";
+    out += "# HELP " + m.name + " " + m.help + "\n# TYPE " + m.name + " " + type + "\n";
+    std::vector<std::string> les;
+    for (double b : m.buckets) {
+      std::string s;
+      append_number(s, b);
+      les.push_back(s);
+    }
+    for (size_t idx : by_metric_[mi]) {
+      const Row& a = rows_[idx];
+      if (!a.touched && !a.always) continue;
+      const std::string lb = a.rendered.empty() ? "" : "{" + a.rendered + "}";
+      if (m.type != config::MetricType::Histogram) {
+        out += m.name;
+        out += lb;
+        out += ' ';
+        append_number(out, m.type == config::MetricType::Counter ? a.sum : a.gauge);
+        out += '\n';
+        continue;
+      }
+      out += m.name + "_count" + lb + " ";
+      append_number(out, static_cast<double>(a.count));
+      out += "\n" + m.name + "_sum" + lb + " ";
+      append_number(out, a.sum);
+      out += '\n';
+      const std::string prefix = m.name + "_bucket{" + a.rendered + (a.rendered.empty() ? "" : ",") + "le=\"";
+      uint64_t cum = 0;
+      for (size_t b = 0; b <= m.buckets.size(); ++b) {
+        cum += a.buckets[b];
+        out += prefix;
+        out += b < les.size() ? les[b] : "+Inf";
+        out += "\"} ";
+        append_number(out, static_cast<double>(b < les.size() ? cum : a.count));
+        out += '\n';
+      }
+    }
+  }
+  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out += pm::TextSerializer().Serialize(self_families(snap));
+  return out;
+}
+
+std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& snap) const {
+  std::vector<pm::MetricFamily> out;
   // insa_system_info: static config plus the host.
   {
     auto f = family("insa_system_info", "Platform information: version, environment and platform.", pm::MetricType::Gauge);
@@ -238,7 +380,6 @@ std::vector<pm::MetricFamily> Collector::Collect() const {
   auto errs = family("insa_exporter_scrape_errors_total", "Scrapes that failed to read the kernel maps.", pm::MetricType::Counter);
   errs.metric.push_back(counter_sample({}, static_cast<double>(scrape_errors_)));
   out.push_back(std::move(errs));
-  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto dur = family("insa_exporter_scrape_duration_seconds", "Time to read the maps and build the families of this scrape.",
                     pm::MetricType::Gauge);
   dur.metric.push_back(gauge_sample({}, last_scrape_seconds_));

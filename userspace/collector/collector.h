@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -39,12 +40,36 @@ class Collector : public prometheus::Collectable {
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
+  /// The same families as Collect(), written straight to exposition text (format
+  /// 0.0.4). This is what /metrics serves: it reuses the decoded labels of every
+  /// kernel key across scrapes instead of building MetricFamily objects.
+  std::string text() const;
+
   /// Decodes one label of a key (exposed for tests).
   static std::string decode_label(const plan::LabelDecoder& d, const insa_key& key,
                                   const std::vector<std::string>& statuses);
 
  private:
   std::string bounded(size_t metric, size_t label, const std::string& value) const;
+
+  /// One exported series: a metric and its label values, with the value accumulated
+  /// over every kernel key that maps to it in this scrape.
+  struct Row {
+    size_t metric = 0;
+    std::vector<std::string> values;
+    std::string rendered;  ///< `a="x",b="y"` (escaped), without braces
+    bool always = false;   ///< all labels static: shown at zero before any event
+    bool touched = false;
+    uint64_t count = 0;
+    double sum = 0;
+    std::vector<uint64_t> buckets;
+    double gauge = 0;
+  };
+  /// Reads the maps and accumulates into rows_. Called with mu_ held.
+  reader::Snapshot gather() const;
+  size_t row_for(const plan::Series& s, uint32_t series, const insa_key& key) const;
+  size_t add_row(size_t metric, std::vector<std::string> values, bool always) const;
+  std::vector<prometheus::MetricFamily> self_families(const reader::Snapshot& snap) const;
 
   const config::Config& cfg_;
   const plan::Plan& plan_;
@@ -56,6 +81,10 @@ class Collector : public prometheus::Collectable {
   mutable std::mutex mu_;
   mutable std::map<std::pair<size_t, size_t>, std::set<std::string>> seen_;  ///< (metric,label) → values
   mutable std::map<size_t, std::set<std::string>> folded_;  ///< metric → values folded into `other`
+  mutable std::vector<Row> rows_;
+  mutable std::vector<std::vector<size_t>> by_metric_;       ///< row indices, sorted by label values
+  mutable std::unordered_map<std::string, size_t> by_key_;  ///< raw key bytes → row (or npos: dropped)
+  mutable std::unordered_map<std::string, size_t> by_labels_;
   mutable double last_scrape_seconds_ = 0;
   mutable uint64_t scrape_errors_ = 0;
 };

@@ -43,9 +43,9 @@ int Lifecycle::observe(uint32_t pid, const std::string& exe) {
   int i = match(exe);
   if (i < 0) return -1;
   auto& w = workers_[i];
-  if (w.pids.insert(pid).second && !w.pending_reason.empty()) {
-    ++w.restarts[w.pending_reason];
-    w.pending_reason.clear();
+  if (w.pids.insert(pid).second && !w.pending.empty()) {
+    ++w.restarts[w.pending.front()];
+    w.pending.pop_front();
   }
   return i;
 }
@@ -76,7 +76,7 @@ void Lifecycle::scan(const std::string& proc_root) {
 void Lifecycle::exited(uint32_t pid, int status) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& w : workers_)
-    if (w.pids.erase(pid)) w.pending_reason = exit_reason(status);
+    if (w.pids.erase(pid)) w.pending.push_back(exit_reason(status));
 }
 
 std::vector<WorkerState> Lifecycle::snapshot() const {
@@ -90,7 +90,7 @@ void Lifecycle::collect(std::vector<prometheus::MetricFamily>& out) const {
   prometheus::MetricFamily health{"insa_worker_health_status", "1 while a process of the worker runs, 0 once it exited.",
                                   prometheus::MetricType::Gauge, {}};
   prometheus::MetricFamily restarts{"insa_worker_restarts_total",
-                                    "Worker restarts by how the previous instance ended (exit_N or SIGNAME).",
+                                    "Worker restarts by how the previous instance ended (exit_code_N or SIGNAME).",
                                     prometheus::MetricType::Counter, {}};
   for (const auto& w : workers_) {
     prometheus::ClientMetric h;

@@ -11,6 +11,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -24,7 +25,7 @@ namespace insa::process {
 struct WorkerState {
   std::string name, type, binary;  ///< binary: absolute path
   std::set<uint32_t> pids;
-  std::string pending_reason;      ///< last exit, waiting for the next start
+  std::deque<std::string> pending;  ///< exits waiting for a new instance, oldest first
   std::map<std::string, uint64_t> restarts;  ///< reason → count
 };
 
