@@ -124,6 +124,12 @@ void append_number(std::string& out, double v) {
     return;
   }
   char buf[64];
+  // Integral values as integers ("100000", not "1e+05"), like prometheus-cpp; others shortest round-trip.
+  if (v == std::trunc(v) && std::fabs(v) < 1e15) {
+    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(v));
+    out.append(buf, r.ptr);
+    return;
+  }
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
