@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: Apache-2.0
+// Root test of issue 4: the whole demo platform (bus daemon, two agents, orchestrator,
+// Debian's libsqlite3) runs a fixed seeded workload under the exporter configured by the
+// top-level probes.yaml. Every one of the 30 seed families must equal the programs' own
+// ground truth: counters exactly, histogram counts exactly with each planned value in its
+// bucket, gauges exactly at the end (final values) and worker health while running and
+// after exit.
+//
+// Isolation: other sessions may run the same binaries on this machine, and uprobes count
+// every process of a file. The test therefore runs private copies of the platform's
+// binaries and of libsqlite3 (LD_LIBRARY_PATH wins over their RUNPATH) and points the
+// same probes at those copies: only the paths of probes.yaml are rewritten.
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "config/config.h"
+#include "harness.h"
+
+namespace insa::testing {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr int kPort = 19410;
+
+/// The seed catalogue: family → type. Label names are checked through the series keys,
+/// which the truth files write in the seed's label order.
+const std::map<std::string, std::string> kSeedFamilies{
+    {"insa_agent_requests_total", "counter"},
+    {"insa_agent_request_duration_seconds", "histogram"},
+    {"insa_agent_request_size_bytes", "histogram"},
+    {"insa_agent_response_size_bytes", "histogram"},
+    {"insa_cache_hits_total", "counter"},
+    {"insa_cache_misses_total", "counter"},
+    {"insa_cache_size_entries", "gauge"},
+    {"insa_cache_evictions_total", "counter"},
+    {"insa_message_bus_messages_total", "counter"},
+    {"insa_message_bus_queue_depth", "gauge"},
+    {"insa_message_bus_processing_duration_seconds", "histogram"},
+    {"insa_worker_health_status", "gauge"},
+    {"insa_worker_active_requests", "gauge"},
+    {"insa_worker_queue_size", "gauge"},
+    {"insa_worker_restarts_total", "counter"},
+    {"insa_retry_attempts_total", "counter"},
+    {"insa_retry_success_total", "counter"},
+    {"insa_circuit_breaker_state", "gauge"},
+    {"insa_circuit_breaker_transitions_total", "counter"},
+    {"insa_dead_letter_queue_size", "gauge"},
+    {"insa_dead_letter_replay_total", "counter"},
+    {"insa_database_operations_total", "counter"},
+    {"insa_database_operation_duration_seconds", "histogram"},
+    {"insa_database_connection_pool_size", "gauge"},
+    {"insa_database_errors_total", "counter"},
+    {"insa_active_sessions_total", "gauge"},
+    {"insa_session_duration_seconds", "histogram"},
+    {"insa_session_messages_total", "counter"},
+    {"insa_session_cleanup_total", "counter"},
+    {"insa_system_info", "gauge"},
+};
+
+const std::vector<std::string> kPlatformBinaries{"agent_message_bus", "sizing_agent_worker", "crm_agent_worker",
+                                                 "orchestrator",      "libinsa_bus.so",      "libinsa_resilience.so"};
+const std::vector<std::string> kWorkers{"agent_message_bus", "sizing_agent_worker", "crm_agent_worker", "orchestrator"};
+
+/// Series of one family: "name{labels}" (or "name") → value.
+Samples family_of(const Samples& s, const std::string& name) {
+  Samples out;
+  for (auto it = s.lower_bound(name); it != s.end() && it->first.compare(0, name.size(), name) == 0; ++it)
+    if (it->first.size() == name.size() || it->first[name.size()] == '{') out.insert(*it);
+  return out;
+}
+
+/// "name{a=\"x\"}" → "a=\"x\"" (empty for a series without labels).
+std::string labels_of(const std::string& key) {
+  auto b = key.find('{');
+  return b == std::string::npos ? "" : key.substr(b + 1, key.size() - b - 2);
+}
+
+std::string with_suffix(const std::string& family, const std::string& suffix, const std::string& labels) {
+  return family + suffix + (labels.empty() ? "" : "{" + labels + "}");
+}
+
+/// Cumulative bucket counts of one histogram series, by `le` parsed as a number (the
+/// exposition may spell a bound 1e+05 or 100000); +Inf last.
+std::map<double, double> buckets_of(const Samples& got, const std::string& family, const std::string& labels) {
+  std::map<double, double> out;
+  const std::string prefix = family + "_bucket{" + (labels.empty() ? "" : labels + ",") + "le=\"";
+  for (auto it = got.lower_bound(prefix); it != got.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    std::string le = it->first.substr(prefix.size());
+    le = le.substr(0, le.find('"'));
+    out[le == "+Inf" ? INFINITY : std::stod(le)] = it->second;
+  }
+  return out;
+}
+
+/// Timed samples may end later than planned when the machine is busy, never earlier: a
+/// sleep lasts at least its time and the kernel measures from inside the call. Up to this
+/// many samples of one series may land in a later bucket than planned (reported, not
+/// failed); the platform runs SCHED_RR, so in practice this is 0.
+constexpr double kLateAllowance = 2;
+
+/// True once `c` has exited; does not reap it, so Child::wait() still gets the status.
+bool exited(const Child& c) {
+  siginfo_t info{};
+  return waitid(P_PID, static_cast<id_t>(c.pid()), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+}
+
+/// Kills a process group on scope exit (run_platform.sh and the workers it started).
+struct GroupKiller {
+  pid_t pgid;
+  ~GroupKiller() {
+    if (pgid > 0) kill(-pgid, SIGKILL);
+  }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+}
+
+/// The workload's truth: counters and samples summed over every file; gauges from the
+/// last instance of the program that owns them (files read in instance order).
+struct PlatformTruth {
+  Truth sum;
+  Samples final_gauges;
+};
+
+PlatformTruth read_platform_truth(const std::string& dir, const std::set<std::string>& gauges) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".truth") files.push_back(e.path().string());
+  // <program>.<n>.truth: numeric instance order within a program.
+  std::sort(files.begin(), files.end(), [](const std::string& a, const std::string& b) {
+    auto split = [](const std::string& f) {
+      auto stem = fs::path(f).stem().string();  // program.n
+      auto dot = stem.rfind('.');
+      long n = dot == std::string::npos ? 0 : std::strtol(stem.c_str() + dot + 1, nullptr, 10);
+      return std::make_pair(stem.substr(0, dot), n);
+    };
+    return split(a) < split(b);
+  });
+  PlatformTruth t;
+  t.sum = read_truth(files);
+  for (const auto& f : files)
+    for (const auto& [k, v] : read_truth({f}).values)
+      if (gauges.count(k.substr(0, k.find('{')))) t.final_gauges[k] = v;
+  return t;
+}
+
+class Platform : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    require_root();
+    work_ = "/tmp/insa-platform-test-" + std::to_string(kPort);
+    fs::remove_all(work_);
+    bin_ = work_ + "/bin";
+    run_ = work_ + "/run";
+    fs::create_directories(bin_);
+    for (const auto& b : kPlatformBinaries)
+      fs::copy_file(binary_dir() + "/tests/workers/" + b, bin_ + "/" + b);
+    // Debian's libsqlite3, unmodified: a private copy of the same file.
+    fs::copy_file(fs::canonical("/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"), bin_ + "/libsqlite3.so.0");
+    std::string cfg = read_file(source_dir() + "/probes.yaml");
+    ASSERT_NE(cfg.find("build/tests/workers/"), std::string::npos);
+    replace_all(cfg, "build/tests/workers/", bin_ + "/");
+    replace_all(cfg, "binary: libsqlite3.so.0", "binary: " + bin_ + "/libsqlite3.so.0");
+    config_ = work_ + "/probes.yaml";
+    std::ofstream(config_) << cfg;
+    auto parsed = config::load_config(config_);
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    cfg_ = std::move(*parsed);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(work_);
+  }
+
+  const config::MetricDef& metric(const std::string& name) const {
+    const auto* m = cfg_.metric(name);
+    EXPECT_NE(m, nullptr) << name << " not declared in probes.yaml";
+    static const config::MetricDef none;
+    return m ? *m : none;
+  }
+
+  std::string work_, bin_, run_, config_;
+  config::Config cfg_;
+};
+
+TEST_F(Platform, AllThirtyFamiliesEqualGroundTruth) {
+  Exporter exp(config_, kPort);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+
+  // Fixed workload: 600 queries at 60/s (both outage windows, breaker trips, DLQ replays,
+  // TTL and capacity evictions, config_reload broadcasts), and the scheduled restart of
+  // crm_agent_worker (exit code 3 after 4 s).
+  // The platform runs SCHED_RR: its planned sleeps then end on time even when other jobs
+  // load the machine's CPUs (a CFS thread woken from a 40 ms sleep was seen to wait 60+ ms
+  // for a CPU during a parallel build), so each planned duration stays in its bucket and
+  // a 40 ms request is never a "timeout". Skipped only where RT scheduling is refused.
+  const std::string platform_log = work_ + "/platform.log";
+  std::vector<std::string> argv{"/usr/bin/env", "LD_LIBRARY_PATH=" + bin_,
+                                source_dir() + "/tests/workers/run_platform.sh", "test", "--run-dir", run_,
+                                "--bin-dir", bin_, "--seed", "5", "--requests", "600", "--rate", "60",
+                                "--restart-after", "4"};
+  if (auto [rt, out] = run_capture({"/usr/bin/chrt", "-r", "10", "/bin/true"}); WIFEXITED(rt) && WEXITSTATUS(rt) == 0)
+    argv.insert(argv.begin(), {"/usr/bin/chrt", "-r", "10"});
+  else
+    std::cerr << "note: SCHED_RR refused (" << out << "); the platform runs with normal priority\n";
+  Child platform = Child::spawn(argv, platform_log);
+  GroupKiller killer{platform.pid()};
+
+  // Health while running: every worker is 1 in some scrape (crm_agent_worker is briefly
+  // down around its restart, so poll instead of sampling once).
+  bool all_healthy = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!exited(platform) && std::chrono::steady_clock::now() < deadline) {
+    if (!all_healthy) {
+      Samples s = exp.scrape();
+      all_healthy = std::all_of(kWorkers.begin(), kWorkers.end(), [&](const std::string& w) {
+        for (const auto& [k, v] : family_of(s, "insa_worker_health_status"))
+          if (k.find("worker_name=\"" + w + "\"") != std::string::npos) return v == 1;
+        return false;
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(exited(platform)) << "platform did not finish in 120 s\n" << read_file(platform_log);
+  int st = platform.wait();
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_file(platform_log);
+  EXPECT_TRUE(all_healthy) << "no scrape showed all four workers healthy while the platform ran";
+
+  // After exit: health 0 once the exit events are read (the series stay).
+  Samples got;
+  for (int i = 0; i < 50; ++i) {
+    got = exp.scrape();
+    auto h = family_of(got, "insa_worker_health_status");
+    if (h.size() == kWorkers.size() &&
+        std::all_of(h.begin(), h.end(), [](const auto& kv) { return kv.second == 0; }))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::string text = http_get(kPort, "/metrics").second;
+  got = parse_exposition(text);
+
+  std::set<std::string> gauge_families;
+  for (const auto& [n, type] : kSeedFamilies)
+    if (type == "gauge") gauge_families.insert(n);
+  PlatformTruth t = read_platform_truth(run_ + "/truth", gauge_families);
+  ASSERT_FALSE(t.sum.values.empty()) << "no truth files in " << run_ << "/truth";
+
+  // ---- every seed family is exported with the seed's type ----
+  for (const auto& [name, type] : kSeedFamilies)
+    EXPECT_NE(text.find("# TYPE " + name + " " + type + "\n"), std::string::npos) << name << " " << type;
+
+  // ---- health: one series per worker, 0 after exit ----
+  for (const auto& [name, type] : std::vector<std::pair<std::string, std::string>>{
+           {"agent_message_bus", "bus"}, {"sizing_agent_worker", "sizing"}, {"crm_agent_worker", "crm"},
+           {"orchestrator", "orchestrator"}}) {
+    std::string key = "insa_worker_health_status{worker_name=\"" + name + "\",worker_type=\"" + type + "\"}";
+    ASSERT_TRUE(got.count(key)) << key << "\n" << text;
+    EXPECT_EQ(got.at(key), 0) << key;
+  }
+  EXPECT_EQ(family_of(got, "insa_worker_health_status").size(), 4u);
+
+  // ---- counters: exactly the truth. Label sets the truth does not list are 0 there, so
+  // the exporter may only show them at 0 (insa_database_errors_total{error_type="other"}
+  // exists at 0: successful statements add 0 to it, see probes.yaml). The restarts come
+  // from launcher.truth (run_platform.sh's own count). ----
+  for (const auto& [name, type] : kSeedFamilies) {
+    if (type != "counter") continue;
+    Samples want = family_of(t.sum.values, name);
+    Samples have = family_of(got, name);
+    EXPECT_FALSE(want.empty()) << "the workload never exercised " << name;
+    for (const auto& [k, v] : want) {
+      ASSERT_TRUE(have.count(k)) << "missing " << k;
+      // `timeout` is decided by the measured duration (> 100 ms; planned: 150 ms slow, at
+      // most 40 ms otherwise): a busy machine can only turn a success into a timeout.
+      if (name == "insa_agent_requests_total" && k.find("status=\"timeout\"") != std::string::npos) {
+        EXPECT_GE(have.at(k), v) << k;
+        EXPECT_LE(have.at(k), v + kLateAllowance) << k;
+        if (have.at(k) != v) std::cerr << "note: " << have.at(k) - v << " request(s) ended after 100 ms (machine busy)\n";
+        continue;
+      }
+      if (name == "insa_agent_requests_total" && k.find("status=\"success\"") != std::string::npos) {
+        std::string tk = k;
+        replace_all(tk, "\"success\"", "\"timeout\"");
+        double moved = (have.count(tk) ? have.at(tk) : 0) - (want.count(tk) ? want.at(tk) : 0);
+        EXPECT_EQ(have.at(k) + moved, v) << k;
+        continue;
+      }
+      EXPECT_EQ(have.at(k), v) << k;
+    }
+    for (const auto& [k, v] : have)
+      if (!want.count(k)) EXPECT_EQ(v, 0) << k << " is not in the truth";
+  }
+
+  // ---- gauges: final values (the workload is over; every process ended) ----
+  for (const auto& name : gauge_families) {
+    if (name == "insa_worker_health_status" || name == "insa_system_info") continue;
+    Samples want = family_of(t.final_gauges, name);
+    Samples have = family_of(got, name);
+    EXPECT_FALSE(want.empty()) << "no truth for " << name;
+    EXPECT_EQ(have, want) << name;
+  }
+  // The platform's in-flight gauges and local queues end at 0 (PROBES.md consistency).
+  EXPECT_EQ(got.at("insa_active_sessions_total"), 0);
+  EXPECT_EQ(got.at("insa_worker_active_requests{worker_name=\"crm_agent_worker\"}"), 0);
+  EXPECT_EQ(got.at("insa_worker_active_requests{worker_name=\"sizing_agent_worker\"}"), 0);
+
+  // ---- insa_system_info: static config (the bus announces the same 0.1.0 / demo) plus the
+  // host's platform, which the bus also announces as linux-x86_64 ----
+  utsname u{};
+  uname(&u);
+  std::string sys = u.sysname;
+  std::transform(sys.begin(), sys.end(), sys.begin(), [](unsigned char c) { return std::tolower(c); });
+  Samples info = family_of(got, "insa_system_info");
+  EXPECT_EQ(info, (Samples{{"insa_system_info{version=\"0.1.0\",environment=\"demo\",platform=\"" + sys + "-" +
+                                u.machine + "\"}",
+                            1}}));
+
+  // ---- histograms ----
+  // Planned values (request durations and sizes, processing times, the 30 ms report
+  // query): exact count and every bucket. Measured-only values (other SQL statements,
+  // session durations): exact count only, since the truth holds the program's own
+  // measurement, which can differ from the kernel's by a little near a bound.
+  enum class Check { CountOnly, Exact, Timed };
+  auto check_histogram = [&](const std::string& name, const std::function<Check(const std::string&)>& how,
+                             const std::function<std::vector<double>(const std::string&, std::vector<double>)>& adjust) {
+    const auto& le = metric(name).buckets;
+    ASSERT_FALSE(le.empty()) << name;
+    std::set<std::string> want_series, have_series;
+    for (const auto& [k, samples] : t.sum.observed)
+      if (k.compare(0, name.size(), name) == 0 && (k.size() == name.size() || k[name.size()] == '{'))
+        want_series.insert(labels_of(k));
+    for (const auto& [k, v] : family_of(got, name + "_count")) have_series.insert(labels_of(k));
+    EXPECT_FALSE(want_series.empty()) << "the workload never exercised " << name;
+    EXPECT_EQ(have_series, want_series) << name;
+    for (const auto& labels : want_series) {
+      std::vector<double> samples = t.sum.observed.at(with_suffix(name, "", labels));
+      if (adjust) samples = adjust(labels, samples);
+      const std::string count_key = with_suffix(name, "_count", labels);
+      ASSERT_TRUE(got.count(count_key)) << count_key;
+      EXPECT_EQ(got.at(count_key), samples.size()) << count_key;
+      const Check c = how(labels);
+      if (c == Check::CountOnly) continue;
+      auto want = expected_buckets(samples, le);
+      auto have = buckets_of(got, name, labels);
+      ASSERT_EQ(have.size(), le.size() + 1) << name << "{" << labels << "}: bounds differ from probes.yaml";
+      double late = 0;
+      size_t i = 0;
+      for (const auto& [bound, n] : have) {
+        const std::string at = name + "{" + labels + "} le=" + le_str(bound);
+        EXPECT_EQ(bound, i < le.size() ? le[i] : INFINITY) << at;
+        if (c == Check::Exact) {
+          EXPECT_EQ(n, want[i]) << at;
+        } else {
+          EXPECT_LE(n, want[i]) << at << ": a sample measured shorter than planned";
+          late = std::max(late, want[i] - n);
+        }
+        ++i;
+      }
+      EXPECT_LE(late, kLateAllowance) << name << "{" << labels << "}: samples far later than planned";
+      if (late > 0) std::cerr << "note: " << late << " sample(s) of " << name << "{" << labels << "} ended later than planned (machine busy)\n";
+    }
+  };
+  auto exact = [](const std::string&) { return Check::Exact; };
+  auto timed = [](const std::string&) { return Check::Timed; };
+  check_histogram("insa_agent_request_duration_seconds", timed, nullptr);
+  check_histogram("insa_agent_request_size_bytes", exact, nullptr);
+  // ENGINE LIMITATION (probes.yaml): no conditional update yet, so a failed request's -1 is
+  // observed as a response size too. Expect the truth's samples plus one -1 per error.
+  check_histogram("insa_agent_response_size_bytes", exact, [&](const std::string& labels, std::vector<double> s) {
+    std::string agent = labels.substr(labels.find('"') + 1);
+    agent = agent.substr(0, agent.find('"'));
+    std::string err = "insa_agent_requests_total{agent_type=\"" + agent + "\",status=\"error\"}";
+    for (int i = 0; i < (t.sum.values.count(err) ? t.sum.values.at(err) : 0); ++i) s.push_back(-1);
+    return s;
+  });
+  check_histogram("insa_message_bus_processing_duration_seconds", timed, nullptr);
+  // Only the report query (select ... from deals) has a planned duration (30 ms); the other
+  // statements' truth is the program's own measurement: count only.
+  check_histogram("insa_database_operation_duration_seconds", [](const std::string& l) {
+    return l == "operation=\"select\",table=\"deals\"" ? Check::Timed : Check::CountOnly;
+  }, nullptr);
+  // Session durations are measured by the program too (lifetime + tick delay): count only.
+  check_histogram("insa_session_duration_seconds", [](const std::string&) { return Check::CountOnly; }, nullptr);
+
+  // ---- the exporter's own view: every probe attached, nothing lost ----
+  for (const auto& p : cfg_.probes) {
+    const std::string l = "{probe=\"" + p.name + "\"}";
+    EXPECT_EQ(got["insa_exporter_probe_attached" + l], 1) << p.name;
+    EXPECT_GT(got["insa_exporter_probe_events_total" + l], 0) << p.name;
+    EXPECT_EQ(got["insa_exporter_abandoned_calls_total" + l], 0) << p.name;
+    EXPECT_EQ(got["insa_exporter_unmatched_exits_total" + l], 0) << p.name;
+  }
+  EXPECT_EQ(got["insa_exporter_label_overflow_total{metric=\"insa_database_operations_total\"}"], 0);
+  if (HasFailure()) {
+    // The exporter logs at debug level; show what is not libbpf's loader chatter.
+    std::istringstream in(exp.log());
+    std::string line, kept;
+    while (std::getline(in, line))
+      if (line.find("debug libbpf") == std::string::npos) kept += line + "\n";
+    ADD_FAILURE() << "exporter log (without libbpf debug lines):\n" << kept.substr(0, 20000);
+  }
+}
+
+}  // namespace
+}  // namespace insa::testing
