@@ -10,7 +10,8 @@
 /// VARIANT is nop, push or rip (see CMakeLists.txt). Built as bench_target_prom
 /// (BENCH_PROM), every call is also instrumented in-process with prometheus-cpp
 /// the way an application would do it itself: in-flight gauge, counter by
-/// status, duration histogram.
+/// status, duration histogram. In loop mode, the command in $BENCH_AT_EXIT (if
+/// set) runs after the last measurement, while probes are still attached.
 #include <time.h>
 
 #include <cstdio>
@@ -116,6 +117,9 @@ int main(int argc, char** argv) {
       std::printf("RESULT loop %s %.1f %ld %ld\n", argv[a], double(t1 - t0) / double(n), n, errors);
       std::fflush(stdout);
     }
+    // The runner reads BPF run-time statistics while this process still holds
+    // the attach points (bpftrace -c and bench_floor detach when it exits).
+    if (const char* cmd = std::getenv("BENCH_AT_EXIT")) return std::system(cmd) == 0 ? 0 : 1;
     return 0;
   }
   if (mode == "rate" && argc == 5) {

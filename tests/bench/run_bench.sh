@@ -218,6 +218,38 @@ for r in $(seq "$ROUNDS"); do
   for c in $order; do run_config "$c"; done
 done
 
+# ---------------------------------------------------------------- 1b. BPF time per call
+# The kernel's own accounting of each program's run time (kernel.bpf_stats_enabled),
+# read while the probes are still attached: what the BPF work costs, apart from
+# the (noisy, VM-dependent) trap and single-step cost around it.
+STATS_CALLS=50000
+declare -A BPF_NS BPF_DETAIL
+if command -v jq >/dev/null && command -v bpftool >/dev/null; then
+  log "BPF run time per call (bpf_stats), push variant, $STATS_CALLS calls"
+  STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
+  [[ $STATS_WAS == 1 ]] || sysctl -qw kernel.bpf_stats_enabled=1
+  snap_cmd() { echo "bpftool perf show -j > $WORK/perf_$1.json; bpftool prog show -j > $WORK/progs_$1.json"; }
+  BENCH_AT_EXIT=$(snap_cmd floor) "$BENCH/bench_floor" "$TARGET" req_push -- "$TARGET" loop "$STATS_CALLS" push \
+    >/dev/null 2>&1 || true
+  start_exporter "$WORK/request.yaml"
+  BENCH_AT_EXIT=$(snap_cmd exporter) "$TARGET" loop "$STATS_CALLS" push >/dev/null || true
+  stop_exporter
+  BENCH_AT_EXIT=$(snap_cmd bpftrace) bpftrace -c "$TARGET loop $STATS_CALLS push" "$WORK/request.bt" \
+    >/dev/null 2>>"$WORK/bpftrace.log" || true
+  [[ $STATS_WAS == 1 ]] || sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+  for name in floor exporter bpftrace; do
+    [[ -s $WORK/progs_$name.json && -s $WORK/perf_$name.json ]] || continue
+    # The programs attached to the target (by id, from bpftool perf show).
+    sel='($perf[0] | map(select(.filename == $t) | .prog_id) | unique) as $ids
+         | [ .[] | select(.id as $i | $ids | index($i)) | select((.run_cnt // 0) > 0) ]'
+    args=(--arg t "$TARGET" --slurpfile perf "$WORK/perf_$name.json" --argjson n $((STATS_CALLS + 2000)))
+    BPF_NS[$name]=$(jq -r "${args[@]}" "$sel | (map(.run_time_ns) | add) / \$n | floor" "$WORK/progs_$name.json")
+    BPF_DETAIL[$name]=$(jq -r "${args[@]}" \
+      "$sel | map(\"\\(.name) \\(.run_time_ns / .run_cnt | floor) ns × \\(.run_cnt)\") | join(\", \")" \
+      "$WORK/progs_$name.json")
+  done
+fi
+
 # Where the exporter put its entry probe (bpftool shows the attached offsets).
 start_exporter "$WORK/request.yaml"
 "$EXPORTER" check "$WORK/request.yaml" >"$WORK/check.txt" 2>&1 || true
@@ -337,6 +369,16 @@ ratio_row "ratio insa-exporter / floor (ratio of minimums)" exporter floor
 ratio_row "ratio insa-exporter / bpftrace (ratio of minimums)" exporter bpftrace
 ratio_row "ratio floor / bpftrace (ratio of minimums)" floor bpftrace
 echo
+if [[ ${#BPF_NS[@]} -gt 0 ]]; then
+  echo "BPF programs' own run time per call (kernel.bpf_stats_enabled, push variant, $STATS_CALLS calls + 2000 warm-up; includes the ~2 clock reads stats add per run):"
+  echo
+  echo "| tool | ns per call in BPF | programs (mean ns × runs) |"
+  echo "|---|---|---|"
+  for name in floor exporter bpftrace; do
+    echo "| $name | ${BPF_NS[$name]:-?} | ${BPF_DETAIL[$name]:-?} |"
+  done
+  echo
+fi
 echo "Entry sites (bench_floor, same analysis as the exporter's plan):"
 echo
 sort -u "$WORK/sites.txt" | sed 's/^SITE /- /'
