@@ -197,7 +197,9 @@ TEST_P(NoHarmMatrix, SameBehaviourAndExactCounts) {
   // fixture at the same time cannot add to our counts.
   const std::string fixture = "fixture_" + sc.lang + "_" + variant;
   const std::string bin = dir.path + "/" + fixture;
-  fs::copy_file(binary_dir() + "/tests/fixtures/" + fixture, bin);
+  std::error_code ec;
+  fs::copy_file(binary_dir() + "/tests/fixtures/" + fixture, bin, ec);
+  ASSERT_FALSE(ec) << "cannot copy " << fixture << " (being rebuilt? run cmake --build build): " << ec.message();
   const std::string config = dir.path + "/noharm.yaml";
   write_file(config, config_text(bin, sc.fns));
   const std::vector<std::string> argv{bin, sc.mode, std::to_string(sc.n)};
