@@ -8,7 +8,6 @@
 #include <cstdarg>
 #include <cstring>
 
-#include "elf/elf_file.h"
 #include "insa_probes.skel.h"
 
 namespace insa::attach {
@@ -157,29 +156,18 @@ void Engine::detach_probe(size_t i) {
 }
 
 size_t Engine::attach_all() {
-  if (plan_.needs_catch && !catch_link_) {
+  if (catch_links_.empty()) {
     // C++ exceptions: a tracked call unwound by a throw ends at the catch.
-    auto lib = elf::resolve_library("libstdc++.so.6");
-    if (lib) {
-      auto f = elf::ElfFile::open(*lib);
-      auto sym = f ? f->find_function("__cxa_begin_catch") : Result<elf::Symbol>(f.error());
-      if (sym) {
-        plan::AttachPoint p;
-        p.role = plan::Role::Catch;
-        p.binary = *lib;
-        p.offset = sym->file_offset;
-        auto l = attach_point(p);
-        if (l) {
-          catch_link_ = std::move(*l);
-          spdlog::info("C++ exceptions: catch hook on {} __cxa_begin_catch @0x{:x}", *lib, p.offset);
-        } else {
-          spdlog::warn("C++ exception tracking off: {}", l.error().message);
-        }
+    if (plan_.needs_catch && plan_.catch_points.empty())
+      spdlog::warn("C++ exception tracking off: no __cxa_begin_catch found (no libstdc++ on this host?)");
+    for (const auto& p : plan_.catch_points) {
+      auto l = attach_point(p);
+      if (l) {
+        catch_links_.push_back(std::move(*l));
+        spdlog::info("C++ exceptions: catch hook on {} __cxa_begin_catch @0x{:x}", p.binary, p.offset);
       } else {
-        spdlog::warn("C++ exception tracking off: {}", sym.error().message);
+        spdlog::warn("C++ exception tracking off for {}: {}", p.binary, l.error().message);
       }
-    } else {
-      spdlog::info("no libstdc++ on this host: C++ exception tracking not needed");
     }
   }
   size_t ok = 0;

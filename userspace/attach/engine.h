@@ -97,7 +97,7 @@ class Engine {
   std::unique_ptr<::insa_probes, SkeletonDeleter> skel_;
   std::vector<std::vector<Link>> links_;  ///< per probe
   std::vector<Link> shared_links_;        ///< task exit
-  Link catch_link_;                       ///< __cxa_begin_catch hook, shared by all probes
+  std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes
   std::vector<Link> retired_links_;       ///< links on replaced binaries
   std::vector<ProbeState> states_;
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;

@@ -88,10 +88,30 @@ class Builder {
       if (!r) return r.error();
     }
     for (auto& [si, span] : pending_spans_) plan_.specs[si.first].actions[si.second].span_series = span_series_[span];
+    if (plan_.needs_catch) add_catch_points();
     return std::move(plan_);
   }
 
  private:
+  /// The catch hook goes on every __cxa_begin_catch a tracked probe's process may run.
+  void add_catch_points() {
+    std::vector<std::string> files;
+    if (auto lib = elf::resolve_library("libstdc++.so.6")) files.push_back(*lib);
+    for (const auto& pp : plan_.probes)
+      if (pp.tracked && std::find(files.begin(), files.end(), pp.binary) == files.end()) files.push_back(pp.binary);
+    for (const auto& f : files) {
+      auto file = elf::ElfFile::open(f);
+      if (!file) continue;
+      auto sym = file->find_function("__cxa_begin_catch");
+      if (!sym) continue;  // a C binary, or one using the shared libstdc++
+      AttachPoint a;
+      a.role = Role::Catch;
+      a.binary = f;
+      a.offset = sym->file_offset;
+      plan_.catch_points.push_back(a);
+    }
+  }
+
   uint8_t status_index(const std::string& s) {
     auto it = std::find(plan_.statuses.begin(), plan_.statuses.end(), s);
     if (it != plan_.statuses.end()) return static_cast<uint8_t>(it - plan_.statuses.begin());

@@ -71,6 +71,9 @@ struct Plan {
   std::vector<ProbePlan> probes;
   std::vector<std::string> statuses;   ///< status index → name
   bool needs_catch = false;            ///< some tracked probe: hook __cxa_begin_catch
+  /// Where C++ catches happen: libstdc++.so's __cxa_begin_catch, plus the copy inside
+  /// every probed binary linked with -static-libstdc++.
+  std::vector<AttachPoint> catch_points;
 };
 
 /// Compiles a validated config. Every binary and symbol is resolved; the first
