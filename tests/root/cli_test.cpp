@@ -140,5 +140,19 @@ TEST(Cli, CheckAcceptsAValidConfigAndReportsReturnSites) {
   EXPECT_NE(out.find("OK: 2 probes, 5 metrics, BPF programs verified by the kernel"), std::string::npos) << out;
 }
 
+// While an exporter has probes attached, the kernel puts int3 into every executable
+// mapping of the probed file. `check` must read the file itself and report the same.
+TEST(Cli, CheckWhileAnotherExporterIsAttachedSeesTheFileNotBreakpoints) {
+  require_root();
+  const std::string config = source_dir() + "/tests/root/configs/request.yaml";
+  auto [code0, before] = exporter({"check", config});
+  ASSERT_EQ(code0, 0) << before;
+  Exporter running(config, 19612);
+  ASSERT_TRUE(running.wait_ready()) << running.log();
+  auto [code1, during] = exporter({"check", config});
+  EXPECT_EQ(code1, 0) << during;
+  EXPECT_EQ(during, before);
+}
+
 }  // namespace
 }  // namespace insa::testing

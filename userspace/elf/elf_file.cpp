@@ -60,7 +60,7 @@ struct ElfFile::Impl {
   std::string path;
   int fd = -1;
   Elf* elf = nullptr;
-  const uint8_t* raw = nullptr;  // whole file image (libelf mmap)
+  const uint8_t* raw = nullptr;  // whole file image (read by libelf into our memory)
   size_t raw_size = 0;
   bool dyn = false;
   std::vector<Segment> segments;
@@ -211,7 +211,10 @@ Result<ElfFile> ElfFile::open(const std::string& path) {
   if (!S_ISREG(st.st_mode))
     return Error{"'" + path + "' is not a regular file", EINVAL};
 
-  impl->elf = elf_begin(impl->fd, ELF_C_READ_MMAP, nullptr);
+  // ELF_C_READ (pread into our memory), never ELF_C_READ_MMAP: the kernel installs uprobe
+  // breakpoints in every private mapping of a probed file that may execute, ours included,
+  // so a mapped copy would show int3 where probes are already attached.
+  impl->elf = elf_begin(impl->fd, ELF_C_READ, nullptr);
   if (impl->elf == nullptr || elf_kind(impl->elf) != ELF_K_ELF) {
     return Error{"'" + path + "' is not an ELF file", ENOEXEC};
   }
