@@ -257,7 +257,7 @@ static __always_inline void gauge_apply(const struct insa_key *key, __u8 op, __s
 
 static __always_inline int uses_ret(const struct insa_action *a)
 {
-	if ((a->value_src & ~INSA_SRC_I32) == INSA_SRC_RET)
+	if ((a->value_src & ~INSA_SRC_I32) == INSA_SRC_RET || (a->cond.cmp && (a->cond.src & ~INSA_SRC_I32) == INSA_SRC_RET))
 		return 1;
 	for (int j = 0; j < INSA_MAX_LABELS; j++) {
 		if (j >= a->nlabels)
@@ -285,6 +285,8 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	if (ph == PH_ABANDON || a->when != (ph == PH_ENTRY ? INSA_AT_ENTRY : INSA_AT_EXIT))
 		return 0;
 	if (c->no_ret && uses_ret(a))
+		return 0;
+	if (a->cond.cmp && !cmp_ok(a->cond.cmp, eval_src(a->cond.src, a->cond.arg, 0, c), a->cond.value))
 		return 0;
 	v = eval_src(a->value_src, a->value_arg, a->value_const, c);
 	if (op == INSA_OP_SPAN_BEGIN) {

@@ -105,6 +105,7 @@ struct insa_action {
 	__u8 pad;
 	__u32 span_series; /* SPAN_BEGIN: series of the matching SPAN_END action */
 	__s64 value_const;
+	struct insa_rule cond;  /* `if:` of the update: applied only when it holds (cmp 0: always) */
 	struct insa_label_src labels[INSA_MAX_LABELS];
 	__s64 bounds[INSA_MAX_BUCKETS]; /* ascending `le` bounds in value units (ns for durations) */
 };

@@ -271,9 +271,8 @@ TEST_F(Platform, AllThirtyFamiliesEqualGroundTruth) {
   EXPECT_EQ(family_of(got, "insa_worker_health_status").size(), 4u);
 
   // ---- counters: exactly the truth. Label sets the truth does not list are 0 there, so
-  // the exporter may only show them at 0 (insa_database_errors_total{error_type="other"}
-  // exists at 0: successful statements add 0 to it, see probes.yaml). The restarts come
-  // from launcher.truth (run_platform.sh's own count). ----
+  // the exporter may only show them at 0. The restarts come from launcher.truth
+  // (run_platform.sh's own count). ----
   for (const auto& [name, type] : kSeedFamilies) {
     if (type != "counter") continue;
     Samples want = family_of(t.sum.values, name);
@@ -375,15 +374,8 @@ TEST_F(Platform, AllThirtyFamiliesEqualGroundTruth) {
   auto timed = [](const std::string&) { return Check::Timed; };
   check_histogram("insa_agent_request_duration_seconds", timed, nullptr);
   check_histogram("insa_agent_request_size_bytes", exact, nullptr);
-  // ENGINE LIMITATION (probes.yaml): no conditional update yet, so a failed request's -1 is
-  // observed as a response size too. Expect the truth's samples plus one -1 per error.
-  check_histogram("insa_agent_response_size_bytes", exact, [&](const std::string& labels, std::vector<double> s) {
-    std::string agent = labels.substr(labels.find('"') + 1);
-    agent = agent.substr(0, agent.find('"'));
-    std::string err = "insa_agent_requests_total{agent_type=\"" + agent + "\",status=\"error\"}";
-    for (int i = 0; i < (t.sum.values.count(err) ? t.sum.values.at(err) : 0); ++i) s.push_back(-1);
-    return s;
-  });
+  // A failed request returns -1 and is left out by the update's `if: ret >= 0`.
+  check_histogram("insa_agent_response_size_bytes", exact, nullptr);
   check_histogram("insa_message_bus_processing_duration_seconds", timed, nullptr);
   // Only the report query (select ... from deals) has a planned duration (30 ms); the other
   // statements' truth is the program's own measurement: count only.

@@ -497,7 +497,7 @@ TEST(ConfigErrors, UnknownKeyInUpdate) {
 )";
   EXPECT_EQ(error_of(t), msg(t, "obsreve",
                              "unknown key 'obsreve' in a metric update (allowed: metric, labels, observe, add, sub, set, "
-                             "inflight, count, when, span_begin, span_end, span_key)"));
+                             "inflight, count, when, span_begin, span_end, span_key, if)"));
 }
 
 TEST(ConfigErrors, UnknownKeysElsewhere) {
@@ -840,6 +840,42 @@ TEST(ConfigErrors, StatusRules) {
   EXPECT_EQ(s[2].rhs, 250'000);
   EXPECT_EQ(s[3].rhs, 1'500'000'000);
   EXPECT_EQ(s[3].mark.str(), "probes.yaml:" + at(all_ops, "{if: duration >= 1.5s"));
+}
+
+TEST(ConfigFull, UpdateCondition) {
+  const std::string t = with_update("      - metric: insa_plain_total\n        if: ret:i32 != 0\n"
+                                    "      - metric: insa_plain_total\n        if: $arg2 >= 5\n        when: entry\n");
+  auto c = parse_config(t, kFile);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& u = c->probes[0].updates;
+  ASSERT_TRUE(u[0].cond.has_value());
+  EXPECT_EQ(u[0].cond->lhs.kind, ValueRef::Kind::Ret);
+  EXPECT_TRUE(u[0].cond->lhs.i32);
+  EXPECT_EQ(u[0].cond->cmp, Cmp::Ne);
+  EXPECT_EQ(u[0].cond->rhs, 0);
+  EXPECT_EQ(u[0].cond->mark.str(), "probes.yaml:" + at(t, "ret:i32"));
+  EXPECT_EQ(u[1].cond->lhs.kind, ValueRef::Kind::Arg);
+  EXPECT_EQ(u[1].cond->lhs.arg, 2);
+  EXPECT_EQ(u[1].cond->cmp, Cmp::Ge);
+  EXPECT_EQ(u[1].cond->rhs, 5);
+  // A condition on $ret makes the probe track its exit; one on an argument does not.
+  EXPECT_TRUE(c->probes[0].tracked());
+  auto entry_only = parse_config(with_update("      - metric: insa_plain_total\n        if: arg1 == 3\n"), kFile);
+  ASSERT_TRUE(entry_only.ok()) << entry_only.error().message;
+  EXPECT_FALSE(entry_only->probes[0].tracked());
+}
+
+TEST(ConfigErrors, UpdateConditions) {
+  const std::string bad = with_update("      - metric: insa_plain_total\n        if: ret <> 0\n");
+  EXPECT_EQ(error_of(bad), msg(bad, "ret <>", "unknown comparison '<>' (use < <= == != > >=)"));
+  const std::string what = with_update("      - metric: insa_plain_total\n        if: status == 1\n");
+  EXPECT_EQ(error_of(what), msg(what, "status ==", "a condition tests ret, duration or argN, not 'status'"));
+  const std::string inflight =
+      with_update("      - metric: insa_active\n        inflight: true\n        if: ret == 0\n        labels: {worker_name: w}\n");
+  EXPECT_EQ(error_of(inflight),
+            msg(inflight, "ret == 0", "'if' applies to count, observe, add, sub and set updates, not to inflight or spans"));
+  const std::string usdt = with_update("      - metric: insa_plain_total\n        if: duration > 1ms\n", "    usdt: p:n\n");
+  EXPECT_EQ(error_of(usdt), msg(usdt, "name: p", "probe 'p': a USDT probe is a single point: no exit, $ret or $duration"));
 }
 
 TEST(ConfigErrors, UnmatchedSpans) {

@@ -200,6 +200,40 @@ TEST_F(FakeProc, ScanFindsWorkersAndDropsVanished) {
   EXPECT_EQ(state(l.snapshot(), "sizing_agent").restarts, (std::map<std::string, uint64_t>{{"SIGTERM", 1}}));
 }
 
+// The exit event is read from a ring buffer between scans: a scan can miss the old pid
+// and find its successor before the event of the old one is read. The late event still
+// counts the restart, once, with its reason.
+TEST_F(FakeProc, ExitEventReadAfterTheScanSawTheSuccessor) {
+  process("100", kBins[1]);
+  Lifecycle l(defs(), kBins);
+  l.scan(root_.string());
+  fs::remove_all(root_ / "100");
+  process("101", kBins[1]);
+  l.scan(root_.string());  // 100 gone, 101 running, no exit event read yet
+  auto s = state(l.snapshot(), "crm_agent");
+  EXPECT_EQ(s.pids, (std::set<uint32_t>{101}));
+  EXPECT_TRUE(s.restarts.empty());
+  EXPECT_EQ(s.unclaimed_starts, 1u);
+  l.exited(100, 3 << 8);  // the late event
+  s = state(l.snapshot(), "crm_agent");
+  EXPECT_EQ(s.restarts, (std::map<std::string, uint64_t>{{"exit_code_3", 1}}));
+  EXPECT_TRUE(s.pending.empty());
+  EXPECT_EQ(s.unclaimed_starts, 0u);
+  l.exited(100, 3 << 8);  // a duplicate changes nothing
+  EXPECT_EQ(state(l.snapshot(), "crm_agent").restarts, (std::map<std::string, uint64_t>{{"exit_code_3", 1}}));
+
+  // A late event with no successor yet waits for the next instance as usual.
+  fs::remove_all(root_ / "101");
+  l.scan(root_.string());
+  l.exited(101, SIGKILL);
+  s = state(l.snapshot(), "crm_agent");
+  EXPECT_EQ(s.pending, (std::deque<std::string>{"SIGKILL"}));
+  process("102", kBins[1]);
+  l.scan(root_.string());
+  EXPECT_EQ(state(l.snapshot(), "crm_agent").restarts,
+            (std::map<std::string, uint64_t>{{"exit_code_3", 1}, {"SIGKILL", 1}}));
+}
+
 TEST_F(FakeProc, MissingProcRootIsHarmless) {
   Lifecycle l(defs(), kBins);
   l.observe(100, kBins[0]);

@@ -795,5 +795,59 @@ probes:
   EXPECT_EQ(l.plan.error().message, kConfigFile + ":" + at(label, "$status}") + ": $status is only known at exit");
 }
 
+TEST(Plan, UpdateConditionSpec) {
+  REQUIRE_BINARIES();
+  const std::string yaml = R"yaml(metrics:
+  - name: r_bytes
+    type: histogram
+    buckets: [100, 1000]
+  - name: big_total
+    type: counter
+probes:
+  - name: p
+    binary: workers/request_worker
+    function: insa_demo::handle_request
+    metrics:
+      - metric: r_bytes
+        observe: $ret
+        if: ret >= 0
+      - metric: big_total
+        when: entry
+        if: arg3:i32 > 4096
+      - metric: big_total
+)yaml";
+  auto b = build(yaml);
+  ASSERT_TRUE(b.plan.ok()) << b.plan.error().message;
+  const auto& s = b.plan->specs.at(0);
+  ASSERT_EQ(s.nactions, 3);
+  EXPECT_EQ(s.actions[0].when, INSA_AT_EXIT);
+  EXPECT_EQ(s.actions[0].cond.src, INSA_SRC_RET);
+  EXPECT_EQ(s.actions[0].cond.cmp, INSA_CMP_GE);
+  EXPECT_EQ(s.actions[0].cond.value, 0);
+  EXPECT_EQ(s.actions[1].when, INSA_AT_ENTRY);
+  EXPECT_EQ(s.actions[1].cond.src, INSA_SRC_ARG | INSA_SRC_I32);
+  EXPECT_EQ(s.actions[1].cond.arg, 3);
+  EXPECT_EQ(s.actions[1].cond.cmp, INSA_CMP_GT);
+  EXPECT_EQ(s.actions[1].cond.value, 4096);
+  EXPECT_EQ(s.actions[2].cond.cmp, 0);  // no condition: always
+
+  const std::string at_entry = R"yaml(metrics:
+  - name: big_total
+    type: counter
+probes:
+  - name: p
+    binary: workers/request_worker
+    function: insa_demo::handle_request
+    metrics:
+      - metric: big_total
+        when: entry
+        if: ret < 0
+)yaml";
+  auto e = build(at_entry);
+  ASSERT_FALSE(e.plan.ok());
+  EXPECT_EQ(e.plan.error().message, kConfigFile + ":" + at(at_entry, "ret < 0") +
+                                        ": 'if' tests $ret, which is only known at exit; drop 'when: entry'");
+}
+
 }  // namespace
 }  // namespace insa::plan

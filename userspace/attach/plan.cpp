@@ -239,6 +239,15 @@ class Builder {
     a.value_const = u.value.number;
     if (a.when == INSA_AT_ENTRY && (u.value.kind == ValueRef::Kind::Ret || u.value.kind == ValueRef::Kind::Duration))
       return Error{u.mark.str() + ": " + u.value.str() + " is only known at exit; drop 'when: entry'"};
+    if (u.cond) {
+      const auto k = u.cond->lhs.kind;
+      if (a.when == INSA_AT_ENTRY && (k == ValueRef::Kind::Ret || k == ValueRef::Kind::Duration))
+        return Error{u.cond->mark.str() + ": 'if' tests " + u.cond->lhs.str() + ", which is only known at exit; drop 'when: entry'"};
+      a.cond.src = src_of(u.cond->lhs);
+      a.cond.arg = static_cast<uint8_t>(u.cond->lhs.arg);
+      a.cond.cmp = cmp_of(u.cond->cmp);
+      a.cond.value = u.cond->rhs;
+    }
 
     if (u.op == UpdateOp::SpanBegin) {
       a.span_arg = static_cast<uint8_t>(u.span_key.arg);

@@ -225,7 +225,7 @@ class Parser {
 
   Update update(const YAML::Node& n, const Config& c, const std::string& probe) {
     keys(n, "a metric update", {"metric", "labels", "observe", "add", "sub", "set", "inflight", "count", "when",
-                                "span_begin", "span_end", "span_key"});
+                                "span_begin", "span_end", "span_key", "if"});
     Update u;
     u.mark = mark(n);
     u.metric = req_str(n, "metric", "a metric update of probe '" + probe + "'");
@@ -278,6 +278,14 @@ class Parser {
       else if (s == "exit") u.when = When::Exit;
       else fail(w, "'when' is entry or exit");
     }
+    if (auto i = n["if"]) {
+      StatusRule r;
+      r.mark = mark(i);
+      condition(i, r);
+      if (u.op == UpdateOp::Inflight || u.op == UpdateOp::SpanBegin || u.op == UpdateOp::SpanEnd)
+        fail(i, "'if' applies to count, observe, add, sub and set updates, not to inflight or spans");
+      u.cond = r;
+    }
     std::set<std::string> given;
     if (auto l = n["labels"]) {
       if (!l.IsMap()) fail(l, "'labels' must map label names to values");
@@ -307,25 +315,31 @@ class Parser {
     keys(n, "a status rule", {"if", "then"});
     if (!n["if"] || !n["then"]) fail(n, "a status rule is {if: \"ret < 0\", then: error} or {else: success}");
     r.status = str(n["then"], "'then'");
-    std::istringstream in(str(n["if"], "'if'"));
+    condition(n["if"], r);
+    return r;
+  }
+
+  /// `<ret|duration|argN>[:i32] <op> <value>` into r.lhs, r.cmp, r.rhs.
+  void condition(const YAML::Node& node, StatusRule& r) {
+    std::istringstream in(str(node, "'if'"));
     std::string lhs, op, rhs;
     in >> lhs >> op >> rhs;
     std::string rest;
-    if (lhs.empty() || op.empty() || rhs.empty() || (in >> rest)) fail(n["if"], "a condition is '<ret|duration|argN> <op> <value>', e.g. 'ret < 0' or 'duration > 100ms'");
+    if (lhs.empty() || op.empty() || rhs.empty() || (in >> rest)) fail(node, "a condition is '<ret|duration|argN> <op> <value>', e.g. 'ret < 0' or 'duration > 100ms'");
     if (lhs[0] != '$') lhs = "$" + lhs;
     std::string why;
     auto v = parse_value(lhs, &why);
     if (!v || !(v->kind == ValueRef::Kind::Ret || v->kind == ValueRef::Kind::Duration || v->kind == ValueRef::Kind::Arg))
-      fail(n["if"], "a condition tests ret, duration or argN, not '" + lhs.substr(1) + "'");
+      fail(node, "a condition tests ret, duration or argN, not '" + lhs.substr(1) + "'");
     r.lhs = *v;
     static const std::map<std::string, Cmp> ops{{"<", Cmp::Lt}, {"<=", Cmp::Le}, {"==", Cmp::Eq},
                                                 {"!=", Cmp::Ne}, {">", Cmp::Gt}, {">=", Cmp::Ge}};
     auto it = ops.find(op);
-    if (it == ops.end()) fail(n["if"], "unknown comparison '" + op + "' (use < <= == != > >=)");
+    if (it == ops.end()) fail(node, "unknown comparison '" + op + "' (use < <= == != > >=)");
     r.cmp = it->second;
     if (r.lhs.kind == ValueRef::Kind::Duration) {
       auto ns = parse_duration_ns(rhs);
-      if (!ns) fail(n["if"], "'" + rhs + "' is not a duration (e.g. 100ms, 2s)");
+      if (!ns) fail(node, "'" + rhs + "' is not a duration (e.g. 100ms, 2s)");
       r.rhs = *ns;
     } else {
       try {
@@ -333,10 +347,9 @@ class Parser {
         r.rhs = std::stoll(rhs, &used, 0);
         if (used != rhs.size()) throw std::invalid_argument("x");
       } catch (const std::exception&) {
-        fail(n["if"], "'" + rhs + "' is not an integer");
+        fail(node, "'" + rhs + "' is not an integer");
       }
     }
-    return r;
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
@@ -384,7 +397,7 @@ class Parser {
         return v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Duration || v.kind == ValueRef::Kind::Status;
       };
       for (const auto& u : p.updates)
-        if (u.op == UpdateOp::Inflight || u.when == When::Exit || exit_only(u.value) ||
+        if (u.op == UpdateOp::Inflight || u.when == When::Exit || exit_only(u.value) || (u.cond && exit_only(u.cond->lhs)) ||
             std::any_of(u.labels.begin(), u.labels.end(), [&](const LabelBinding& l) { return exit_only(l.value); }))
           fail(n, where + ": a USDT probe is a single point: no exit, $ret or $duration");
     }
@@ -432,6 +445,7 @@ bool ProbeDef::tracked() const {
     if (u.when == When::Entry) continue;
     auto k = u.value.kind;
     if (k == ValueRef::Kind::Ret || k == ValueRef::Kind::Duration || k == ValueRef::Kind::Status) return true;
+    if (u.cond && (u.cond->lhs.kind == ValueRef::Kind::Ret || u.cond->lhs.kind == ValueRef::Kind::Duration)) return true;
     for (const auto& l : u.labels)
       if (l.value.kind == ValueRef::Kind::Ret || l.value.kind == ValueRef::Kind::Status) return true;
   }

@@ -63,6 +63,18 @@ struct LabelBinding {
   Mark mark;
 };
 
+enum class Cmp { Lt, Le, Eq, Ne, Gt, Ge };
+
+/// `{if: "ret < 0", then: error}` or `{else: success}`; without `status`, the `if:` of an
+/// update (the update applies only when the condition holds).
+struct StatusRule {
+  ValueRef lhs;  ///< $ret, $duration or $argN
+  Cmp cmp = Cmp::Eq;
+  int64_t rhs = 0;  ///< durations in ns
+  std::string status;
+  Mark mark;
+};
+
 enum class UpdateOp { Count, Observe, Add, Sub, Set, Inflight, SpanBegin, SpanEnd };
 enum class When { Default, Entry, Exit };
 
@@ -75,17 +87,7 @@ struct Update {
   std::vector<LabelBinding> labels;
   std::string span;  ///< SpanBegin: name of the span; SpanEnd: name of the span it ends
   ValueRef span_key; ///< argument that keys the span
-  Mark mark;
-};
-
-enum class Cmp { Lt, Le, Eq, Ne, Gt, Ge };
-
-/// `{if: "ret < 0", then: error}` or `{else: success}`.
-struct StatusRule {
-  ValueRef lhs;  ///< $ret, $duration or $argN
-  Cmp cmp = Cmp::Eq;
-  int64_t rhs = 0;  ///< durations in ns
-  std::string status;
+  std::optional<StatusRule> cond;  ///< `if: "ret >= 0"`: update only when it holds
   Mark mark;
 };
 

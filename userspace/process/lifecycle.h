@@ -11,6 +11,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <chrono>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -26,6 +27,9 @@ struct WorkerState {
   std::string name, type, binary;  ///< binary: absolute path
   std::set<uint32_t> pids;
   std::deque<std::string> pending;  ///< exits waiting for a new instance, oldest first
+  /// Instances started after an instance vanished from /proc whose exit event had not
+  /// been read yet: the late exit event counts as their restart.
+  uint32_t unclaimed_starts = 0;
   std::map<std::string, uint64_t> restarts;  ///< reason → count
 };
 
@@ -50,8 +54,12 @@ class Lifecycle {
 
  private:
   int match(const std::string& exe) const;
+  void expire_vanished();
   mutable std::mutex mu_;
   std::vector<WorkerState> workers_;
+  /// Pids the scan no longer found, whose exit event may still be on its way (the
+  /// ring buffer is read between scans): pid → (worker index, when it vanished).
+  std::map<uint32_t, std::pair<size_t, std::chrono::steady_clock::time_point>> vanished_;
 };
 
 }  // namespace insa::process
