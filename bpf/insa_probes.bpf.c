@@ -100,7 +100,7 @@ struct call_ctx {
 	__u32 status;
 	__u32 tgid;
 	__u32 no_ret; /* left by an exception: updates that read $ret are skipped */
-	__u32 pad;
+	__u32 probe;  /* spec index of the probe: self statistics */
 };
 
 /* PH_EXCEPTION runs exit actions with the probe's exception status. */
@@ -213,19 +213,20 @@ static __always_inline int build_key(struct scratch *s, const struct insa_action
 	return 0;
 }
 
-static __always_inline void observe(const struct insa_key *key, const struct insa_action *a, __s64 v, int bucketed)
+/* Returns -1 when the series is new and the map is full: the update is lost (counted). */
+static __always_inline int observe(const struct insa_key *key, const struct insa_action *a, __s64 v, int bucketed)
 {
 	struct insa_hist *h = bpf_map_lookup_elem(&counters, key);
 	if (!h) {
 		bpf_map_update_elem(&counters, key, &zero_hist, BPF_NOEXIST);
 		h = bpf_map_lookup_elem(&counters, key);
 		if (!h)
-			return;
+			return -1;
 	}
 	__sync_fetch_and_add(&h->count, 1);
 	__sync_fetch_and_add(&h->sum, v);
 	if (!bucketed)
-		return;
+		return 0;
 	__u32 b = a->nbounds;
 	for (int i = 0; i < INSA_MAX_BUCKETS; i++) {
 		if (i >= a->nbounds)
@@ -237,9 +238,10 @@ static __always_inline void observe(const struct insa_key *key, const struct ins
 	}
 	if (b <= INSA_MAX_BUCKETS)
 		__sync_fetch_and_add(&h->buckets[b], 1);
+	return 0;
 }
 
-static __always_inline void gauge_apply(const struct insa_key *key, __u8 op, __s64 v)
+static __always_inline int gauge_apply(const struct insa_key *key, __u8 op, __s64 v)
 {
 	__s64 *g = bpf_map_lookup_elem(&gauges, key);
 	if (!g) {
@@ -247,12 +249,13 @@ static __always_inline void gauge_apply(const struct insa_key *key, __u8 op, __s
 		bpf_map_update_elem(&gauges, key, &init, BPF_NOEXIST);
 		g = bpf_map_lookup_elem(&gauges, key);
 		if (!g)
-			return;
+			return -1;
 	}
 	if (op == INSA_OP_GAUGE_SET)
 		*g = v;
 	else
 		__sync_fetch_and_add(g, op == INSA_OP_GAUGE_SUB ? -v : v);
+	return 0;
 }
 
 static __always_inline int uses_ret(const struct insa_action *a)
@@ -279,7 +282,8 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	__s64 v;
 	if (op == INSA_OP_INFLIGHT) {
 		build_key(s, a, c);
-		gauge_apply(&s->key, INSA_OP_GAUGE_ADD, ph == PH_ENTRY ? 1 : -1);
+		if (gauge_apply(&s->key, INSA_OP_GAUGE_ADD, ph == PH_ENTRY ? 1 : -1))
+			STAT_INC(c->probe, dropped);
 		return 0;
 	}
 	if (ph == PH_ABANDON || a->when != (ph == PH_ENTRY ? INSA_AT_ENTRY : INSA_AT_EXIT))
@@ -306,12 +310,15 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 		op = INSA_OP_OBSERVE;
 	}
 	build_key(s, a, c);
+	int lost;
 	if (op == INSA_OP_COUNT)
-		observe(&s->key, a, v, 0);
+		lost = observe(&s->key, a, v, 0);
 	else if (op == INSA_OP_OBSERVE)
-		observe(&s->key, a, v, 1);
+		lost = observe(&s->key, a, v, 1);
 	else
-		gauge_apply(&s->key, op, v);
+		lost = gauge_apply(&s->key, op, v);
+	if (lost)
+		STAT_INC(c->probe, dropped);
 	return 0;
 }
 
@@ -333,7 +340,7 @@ __noinline int finish(struct insa_frame *f, int ph, __s64 ret, __u64 now, __u32 
 	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
 	if (!spec)
 		return 0;
-	struct call_ctx c = { .ret = ret, .now = now, .tgid = tgid, .duration = now - f->ts };
+	struct call_ctx c = { .ret = ret, .now = now, .tgid = tgid, .duration = now - f->ts, .probe = id };
 	__builtin_memcpy(c.args, f->args, sizeof(c.args));
 	if (ph == PH_ABANDON) {
 		STAT_INC(id, abandoned);
@@ -387,7 +394,7 @@ int insa_entry(struct pt_regs *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
 	if (!(spec->flags & INSA_PROBE_TRACKED)) {
-		struct call_ctx c = { .now = now, .tgid = tgid };
+		struct call_ctx c = { .now = now, .tgid = tgid, .probe = id };
 		load_args(ctx, c.args);
 		run_actions(spec, PH_ENTRY, &c);
 		return 0;
@@ -409,7 +416,7 @@ int insa_entry(struct pt_regs *ctx)
 	f->probe = id;
 	load_args(ctx, f->args);
 	fs->depth = d + 1;
-	struct call_ctx c = { .now = now, .tgid = tgid };
+	struct call_ctx c = { .now = now, .tgid = tgid, .probe = id };
 	__builtin_memcpy(c.args, f->args, sizeof(c.args));
 	run_actions(spec, PH_ENTRY, &c);
 	f->ts = bpf_ktime_get_ns(); /* exclude our own entry work from the duration */
@@ -468,7 +475,7 @@ int insa_usdt(struct pt_regs *ctx)
 	if (!spec)
 		return 0;
 	STAT_INC(id, hits);
-	struct call_ctx c = { .now = bpf_ktime_get_ns(), .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct call_ctx c = { .now = bpf_ktime_get_ns(), .tgid = bpf_get_current_pid_tgid() >> 32, .probe = id };
 	int n = bpf_usdt_arg_cnt(ctx);
 	for (int i = 0; i < INSA_MAX_ARGS; i++) {
 		long v = 0;

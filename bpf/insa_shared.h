@@ -145,6 +145,7 @@ struct insa_probe_stats {
 	__u64 abandoned; /* frames reclaimed: thread exit, longjmp, lost exit */
 	__u64 unmatched; /* exit with no open frame (attached mid-call) */
 	__u64 overflow;  /* entry not tracked: frame stack full */
+	__u64 dropped;   /* updates lost: a new series found its map full (max_series) */
 };
 
 /* An open probed call, kept in task storage. */

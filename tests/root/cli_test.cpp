@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <regex>
+
 #include "harness.h"
 
 namespace insa::testing {
@@ -137,6 +139,10 @@ TEST(Cli, CheckAcceptsAValidConfigAndReportsReturnSites) {
             std::string::npos)
       << out;
   EXPECT_NE(out.find("1 return site\n"), std::string::npos) << out;
+  // Where the entry uprobe sits, how the kernel runs it, and each exit (offsets from nm/objdump
+  // are checked by the plan unit tests; here the format).
+  EXPECT_TRUE(std::regex_search(out, std::regex("\n      entry @0x[0-9a-f]+ push rbp \\(emulated\\); exits @0x[0-9a-f]+ ret\n")))
+      << out;
   EXPECT_NE(out.find("OK: 2 probes, 5 metrics, BPF programs verified by the kernel"), std::string::npos) << out;
 }
 

@@ -48,6 +48,43 @@ probes:
   EXPECT_EQ(s.at("insa_exporter_probe_events_total{probe=\"usdt_request\"}"), 50);
 }
 
+// A kernel map that is full loses the updates of new series; they are counted per
+// probe, so the user knows to raise max_series. 50 distinct values into 16 entries.
+TEST(Targets, FullMapUpdatesAreCountedAsDropped) {
+  require_root();
+  auto cfg = write_config("full", R"(exporter:
+  max_series: 16
+metrics:
+  - name: fx_by_id_total
+    type: counter
+    labels: [id]
+probes:
+  - name: by_id
+    binary: )" + fixture_c() + R"(
+    usdt: insa_fx:request
+    metrics:
+      - metric: fx_by_id_total
+        labels: {id: $arg1}
+)");
+  Exporter exp(cfg, 19374);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  auto [st, out] = run_capture({fixture_c(), "usdt", "50"});
+  ASSERT_EQ(st, 0) << out;
+  Samples s = exp.scrape();
+  double kept = 0;
+  size_t series = 0;
+  for (const auto& [k, v] : s)
+    if (k.rfind("fx_by_id_total{", 0) == 0) {
+      kept += v;
+      ++series;
+    }
+  EXPECT_EQ(series, 16u);
+  EXPECT_EQ(kept, 16);
+  EXPECT_EQ(s.at("insa_exporter_dropped_updates_total{probe=\"by_id\"}"), 34);
+  EXPECT_EQ(s.at("insa_exporter_map_entries{map=\"counters\"}"), 16);
+  EXPECT_EQ(s.at("insa_exporter_probe_events_total{probe=\"by_id\"}"), 50);
+}
+
 TEST(Targets, PidLimitsTheProbeToOneProcess) {
   require_root();
   const std::string worker = binary_dir() + "/tests/workers/request_worker";

@@ -197,8 +197,8 @@ struct World {
     auto g = key(2);
     s.gauges.emplace_back(g, 3);
     s.stats.resize(2);
-    s.stats[0] = {10, 9, 1, 2, 3, 4};
-    s.stats[1] = {7, 0, 0, 0, 0, 0};
+    s.stats[0] = {10, 9, 1, 2, 3, 4, 5};
+    s.stats[1] = {7, 0, 0, 0, 0, 0, 0};
     // A key for a series the plan does not know (stale map entry) is ignored.
     s.counters.emplace_back(key(99), counter(1000));
   }
@@ -398,6 +398,7 @@ TEST(Collector, SelfMetrics) {
   per_probe("insa_exporter_exception_exits_total", 1, 0);
   per_probe("insa_exporter_unmatched_exits_total", 3, 0);
   per_probe("insa_exporter_untracked_calls_total", 4, 0);
+  per_probe("insa_exporter_dropped_updates_total", 5, 0);
 
   const auto& b = fam(fs, "insa_exporter_build_info");
   ASSERT_EQ(b.metric.size(), 1u);
@@ -484,7 +485,7 @@ TEST(Collector, FamilyOrderAndSources) {
                        "insa_exporter_build_info", "insa_exporter_probe_attached", "insa_exporter_probe_events_total",
                        "insa_exporter_abandoned_calls_total", "insa_exporter_exception_exits_total",
                        "insa_exporter_unmatched_exits_total", "insa_exporter_untracked_calls_total",
-                       "insa_exporter_label_overflow_total", "insa_exporter_map_entries",
+                       "insa_exporter_dropped_updates_total", "insa_exporter_label_overflow_total", "insa_exporter_map_entries",
                        "insa_exporter_scrape_errors_total", "insa_exporter_scrape_duration_seconds"}));
 }
 

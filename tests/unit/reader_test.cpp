@@ -40,6 +40,7 @@ void expect_stats(const insa_probe_stats& st, uint64_t s) {
   EXPECT_EQ(st.abandoned, 2 * s);
   EXPECT_EQ(st.unmatched, 3 * s);
   EXPECT_EQ(st.overflow, (uint64_t{1} << 35) * s);
+  EXPECT_EQ(st.dropped, 7 * s);
 }
 
 TEST(Reader, PercpuStride) {
@@ -49,7 +50,7 @@ TEST(Reader, PercpuStride) {
   static_assert(percpu_stride(13) == 16);
   static_assert(percpu_stride(17) == 24);
   EXPECT_EQ(percpu_stride(sizeof(insa_hist)), 152u);
-  EXPECT_EQ(percpu_stride(sizeof(insa_probe_stats)), 48u);
+  EXPECT_EQ(percpu_stride(sizeof(insa_probe_stats)), 56u);
   EXPECT_EQ(percpu_stride(sizeof(int64_t)), 8u);
 }
 

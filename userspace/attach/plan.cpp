@@ -211,6 +211,16 @@ class Builder {
         point(Role::Entry, site.file_offset, cookie);
         for (const auto& x : code->exits) point(Role::Exit, x.file_offset, cookie);
         pp.exit_sites = code->exits.size();
+        pp.sites = "entry @0x" + hex(site.file_offset) + " " + site.insn_text +
+                   (site.emulated ? " (emulated" : " (single-stepped");
+        if (site.file_offset != entry)
+          pp.sites += ", " + std::to_string(site.file_offset - entry) + " bytes in: the first instruction would be " +
+                      "single-stepped";
+        pp.sites += ")";
+        if (!code->exits.empty()) pp.sites += "; exits";
+        for (const auto& x : code->exits)
+          pp.sites += " @0x" + hex(x.file_offset) + (x.kind == elf::ExitSite::Kind::Ret ? " ret" : " tail-jmp") +
+                      (x.cold ? " (cold)" : "");
         plan_.needs_catch = true;
       }
     }

@@ -61,6 +61,9 @@ struct ProbePlan {
   uint32_t cookie = 0;
   bool tracked = false;
   size_t exit_sites = 0;
+  /// Return-site probes: where the entry uprobe sits and how the kernel runs it, and
+  /// the exit sites, for `check` ("entry @0x11a9 push rbp (emulated); exits @0x11f0 ret").
+  std::string sites;
   std::vector<AttachPoint> points;
   config::Mark mark;
 };

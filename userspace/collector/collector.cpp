@@ -360,6 +360,9 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto exceptions = family("insa_exporter_exception_exits_total", "Probed calls left by a C++ exception.", pm::MetricType::Counter);
   auto unmatched = family("insa_exporter_unmatched_exits_total", "Return sites reached with no open call (attached mid-call).", pm::MetricType::Counter);
   auto overflow = family("insa_exporter_untracked_calls_total", "Calls not tracked because the per-thread frame stack was full.", pm::MetricType::Counter);
+  auto dropped = family("insa_exporter_dropped_updates_total",
+                        "Metric updates lost because their kernel map was full (raise exporter.max_series).",
+                        pm::MetricType::Counter);
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
     attached.metric.push_back(gauge_sample(l, i < st.size() && st[i].attached ? 1 : 0));
@@ -369,8 +372,10 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
     exceptions.metric.push_back(counter_sample(l, static_cast<double>(s.exceptions)));
     unmatched.metric.push_back(counter_sample(l, static_cast<double>(s.unmatched)));
     overflow.metric.push_back(counter_sample(l, static_cast<double>(s.overflow)));
+    dropped.metric.push_back(counter_sample(l, static_cast<double>(s.dropped)));
   }
-  for (auto* f : {&attached, &events, &abandoned, &exceptions, &unmatched, &overflow}) out.push_back(std::move(*f));
+  for (auto* f : {&attached, &events, &abandoned, &exceptions, &unmatched, &overflow, &dropped})
+    out.push_back(std::move(*f));
   auto folded = family("insa_exporter_label_overflow_total",
                        "Distinct label values folded into 'other' because a metric reached label_limit.", pm::MetricType::Counter);
   for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {

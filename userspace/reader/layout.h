@@ -12,7 +12,7 @@
 static_assert(sizeof(insa_key) == 8 + INSA_KEY_BYTES);
 static_assert(offsetof(insa_key, data) == 8);
 static_assert(sizeof(insa_hist) == 16 + 8 * (INSA_MAX_BUCKETS + 1));
-static_assert(sizeof(insa_probe_stats) == 6 * 8);
+static_assert(sizeof(insa_probe_stats) == 7 * 8);
 static_assert(sizeof(insa_label_src) == 4);
 static_assert(sizeof(insa_rule) == 16);
 static_assert(offsetof(insa_action, value_const) == 16);

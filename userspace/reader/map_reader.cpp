@@ -33,6 +33,7 @@ insa_probe_stats sum_stats(std::span<const uint8_t> bytes, int ncpus) {
     total.abandoned += s.abandoned;
     total.unmatched += s.unmatched;
     total.overflow += s.overflow;
+    total.dropped += s.dropped;
   }
   return total;
 }

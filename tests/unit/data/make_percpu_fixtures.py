@@ -7,12 +7,12 @@ as the kernel returns per-CPU map values (each slot rounded up to 8 bytes; both
 structs are already multiples of 8):
   struct insa_hist        { u64 count; s64 sum; u64 buckets[17]; }   152 bytes
   struct insa_probe_stats { u64 hits, completed, exceptions, abandoned,
-                            unmatched, overflow; }                      48 bytes
+                            unmatched, overflow, dropped; }             56 bytes
 CPU c (0-based) holds, with k = c + 1:
   hist : count = 100k + 1, sum = (12345 - 2^40) k, buckets[b] = (b + 1) k for
          b < 16, buckets[16] (+Inf) = 2^33 k
   stats: hits = 1000k, completed = 900k, exceptions = k, abandoned = 2k,
-         unmatched = 3k, overflow = 2^35 k
+         unmatched = 3k, overflow = 2^35 k, dropped = 7k
 Run from this directory: ./make_percpu_fixtures.py
 """
 import struct
@@ -24,7 +24,7 @@ def hist(k):
 
 
 def stats(k):
-    return struct.pack("<6Q", 1000 * k, 900 * k, k, 2 * k, 3 * k, (1 << 35) * k)
+    return struct.pack("<7Q", 1000 * k, 900 * k, k, 2 * k, 3 * k, (1 << 35) * k, 7 * k)
 
 
 for n in (1, 2, 4):
