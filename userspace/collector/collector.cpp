@@ -208,6 +208,10 @@ reader::Snapshot Collector::gather() const {
     ++scrape_errors_;
     spdlog::error("scrape: {}", ok.error().message);
   }
+  last_keys_[0].resize(std::min(last_keys_[0].size(), snap.counters.size()));
+  last_rows_[0].resize(last_keys_[0].size());
+  last_keys_[1].resize(std::min(last_keys_[1].size(), snap.gauges.size()));
+  last_rows_[1].resize(last_keys_[1].size());
   for (auto& r : rows_) {
     r.touched = false;
     r.count = 0;
@@ -215,10 +219,25 @@ reader::Snapshot Collector::gather() const {
     r.gauge = 0;
     std::fill(r.buckets.begin(), r.buckets.end(), 0);
   }
-  for (const auto& [key, h] : snap.counters) {
+  // Row of the i-th key of map `m` (0 counters, 1 gauges), via last scrape's order.
+  auto row_at = [&](int m, size_t i, const insa_key& key) {
+    auto& keys = last_keys_[m];
+    auto& rows = last_rows_[m];
+    if (i < keys.size() && std::memcmp(&keys[i], &key, sizeof key) == 0) return rows[i];
+    const size_t idx = row_for(plan_.series[key.series], key.series, key);
+    if (i >= keys.size()) {
+      keys.resize(i + 1);
+      rows.resize(i + 1);
+    }
+    keys[i] = key;
+    rows[i] = idx;
+    return idx;
+  };
+  for (size_t i = 0; i < snap.counters.size(); ++i) {
+    const auto& [key, h] = snap.counters[i];
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    size_t idx = row_for(s, key.series, key);
+    size_t idx = row_at(0, i, key);
     if (idx == std::string::npos) continue;
     auto& r = rows_[idx];
     r.touched = true;
@@ -226,10 +245,11 @@ reader::Snapshot Collector::gather() const {
     r.sum += static_cast<double>(h.sum) * s.scale;
     for (size_t b = 0; b < r.buckets.size() && b <= INSA_MAX_BUCKETS; ++b) r.buckets[b] += h.buckets[b];
   }
-  for (const auto& [key, v] : snap.gauges) {
+  for (size_t i = 0; i < snap.gauges.size(); ++i) {
+    const auto& [key, v] = snap.gauges[i];
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    size_t idx = row_for(s, key.series, key);
+    size_t idx = row_at(1, i, key);
     if (idx == std::string::npos) continue;
     rows_[idx].touched = true;
     rows_[idx].gauge += static_cast<double>(v) * s.scale;

@@ -84,6 +84,11 @@ class Collector : public prometheus::Collectable {
   mutable std::vector<Row> rows_;
   mutable std::vector<std::vector<size_t>> by_metric_;       ///< row indices, sorted by label values
   mutable std::unordered_map<std::string, size_t> by_key_;  ///< raw key bytes → row (or npos: dropped)
+  /// The previous scrape's keys in map order and their rows: a kernel hash map is read in
+  /// bucket order, which stays the same while no series is added, so most keys are matched
+  /// by one sequential compare instead of a hash lookup.
+  mutable std::vector<insa_key> last_keys_[2];
+  mutable std::vector<size_t> last_rows_[2];
   mutable std::unordered_map<std::string, size_t> by_labels_;
   mutable double last_scrape_seconds_ = 0;
   mutable uint64_t scrape_errors_ = 0;

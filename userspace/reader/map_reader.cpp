@@ -50,15 +50,12 @@ namespace {
 Result<size_t> read_hash(int fd, size_t value_bytes, std::vector<insa_key>& keys, std::vector<uint8_t>& values) {
   size_t total = 0;
   uint32_t chunk = 4096;
-  keys.resize(chunk);
-  values.resize(chunk * value_bytes);
   insa_key out_batch{};
   void* in = nullptr;
   for (;;) {
-    if (keys.size() < total + chunk) {
-      keys.resize(total + chunk);
-      values.resize((total + chunk) * value_bytes);
-    }
+    // Buffers only grow: they are reused by every scrape, never cleared.
+    if (keys.size() < total + chunk) keys.resize(total + chunk);
+    if (values.size() < (total + chunk) * value_bytes) values.resize((total + chunk) * value_bytes);
     uint32_t count = chunk;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
     int err = bpf_map_lookup_batch(fd, in, &out_batch, keys.data() + total, values.data() + total * value_bytes,
