@@ -20,6 +20,7 @@
 #include <regex>
 #include <set>
 
+#include "../test_util.h"
 #include "harness.h"
 
 namespace insa::testing {
@@ -322,22 +323,12 @@ RunResult run_split(const std::vector<std::string>& argv, const std::string& tmp
   return {st, read_file(o), read_file(e)};
 }
 
-std::string shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
 
 /// Independent truth: the exits of `mangled` (and its .cold part) counted in
 /// objdump's disassembly: every ret, every jmp whose target is outside the
 /// function, every indirect jmp (none of the functions used has a jump table).
 size_t objdump_exits(const std::string& bin, const std::string& mangled) {
-  std::istringstream in(shell("objdump -d --no-show-raw-insn -M att '" + bin + "'"));
+  std::istringstream in(insa::test::run_command("objdump -d --no-show-raw-insn -M att '" + bin + "'"));
   static const std::regex header("^[0-9a-f]+ <([^>]+)>:$");
   static const std::regex insn("^\\s*[0-9a-f]+:\\s+(.*)$");
   static const std::regex ret("^(rep |repz |bnd )?ret[q]?\\b.*");

@@ -13,6 +13,7 @@
 #include <regex>
 #include <string>
 
+#include "../test_util.h"
 #include "config/config.h"
 
 namespace insa::config {
@@ -22,24 +23,9 @@ constexpr const char* kFile = "probes.yaml";
 
 /// "line:col" (1-based) of the `nth` occurrence of `needle` in `text`.
 std::string at(const std::string& text, const std::string& needle, int nth = 1) {
-  size_t pos = std::string::npos;
-  for (int i = 0; i < nth; ++i) {
-    pos = text.find(needle, pos == std::string::npos ? 0 : pos + 1);
-    if (pos == std::string::npos) {
-      ADD_FAILURE() << "'" << needle << "' (#" << nth << ") not in the test text";
-      return "?:?";
-    }
-  }
-  int line = 1, col = 1;
-  for (size_t i = 0; i < pos; ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return std::to_string(line) + ":" + std::to_string(col);
+  std::string lc = insa::test::line_col(text, needle, nth);
+  if (lc == "?:?") ADD_FAILURE() << "'" << needle << "' (#" << nth << ") not in the test text";
+  return lc;
 }
 
 /// The error message of a config that must be rejected.

@@ -8,25 +8,18 @@
 #include <sstream>
 #include <string>
 
+#include "../test_util.h"
 #include "elf/return_sites.h"
 
 namespace insa::elf {
 namespace {
 
+using insa::test::run_command;
+
 std::string fixture(const std::string& name) {
   return std::string(INSA_BINARY_DIR) + "/tests/fixtures/" + name;
 }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
 
 struct Disasm {
   std::set<uint64_t> rets;
@@ -37,7 +30,7 @@ struct Disasm {
 Disasm objdump(const std::string& path, const std::string& symbol) {
   Disasm d;
   std::istringstream in(
-      run("objdump -d --no-show-raw-insn -M intel '" + path + "'"));
+      run_command("objdump -d --no-show-raw-insn -M intel '" + path + "'"));
   std::string line;
   bool inside = false;
   static const std::regex insn(R"(^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$)");

@@ -9,26 +9,19 @@
 #include <sstream>
 #include <string>
 
+#include "../test_util.h"
 #include "elf/describe.h"
 #include "elf/elf_file.h"
 
 namespace insa::elf {
 namespace {
 
+using insa::test::run_command;
+
 std::string fixture(const std::string& name) {
   return std::string(INSA_BINARY_DIR) + "/tests/fixtures/" + name;
 }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
 
 ElfFile open_or_die(const std::string& path) {
   auto f = ElfFile::open(path);
@@ -55,14 +48,14 @@ struct NmTruth {
 
 NmTruth nm_truth(const std::string& path) {
   NmTruth t;
-  std::istringstream nm(run("nm --defined-only '" + path + "'"));
+  std::istringstream nm(run_command("nm --defined-only '" + path + "'"));
   std::string addr, type, name;
   while (nm >> addr >> type >> name) {
     if (type == "T" || type == "t" || type == "W" || type == "w") {
       t.vaddr[name] = std::stoull(addr, nullptr, 16);
     }
   }
-  std::istringstream re(run("readelf -lW '" + path + "'"));
+  std::istringstream re(run_command("readelf -lW '" + path + "'"));
   std::string line;
   while (std::getline(re, line)) {
     std::istringstream ls(line);
@@ -192,7 +185,7 @@ TEST(FindFunction, SharedLibraryDynsym) {
   auto s = f.find_function("sqlite3_prepare_v2");
   ASSERT_TRUE(s.ok()) << s.error().message;
   EXPECT_TRUE(s->global);
-  std::istringstream nm(run("nm -D --defined-only '" + *lib + "'"));
+  std::istringstream nm(run_command("nm -D --defined-only '" + *lib + "'"));
   std::string addr, type, name;
   uint64_t expected = 0;
   while (nm >> addr >> type >> name) {

@@ -7,21 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "elf/usdt.h"
 
 namespace insa::elf {
 namespace {
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
+using insa::test::run_command;
+
 
 struct Note {
   std::string provider, name, args;
@@ -31,7 +24,7 @@ struct Note {
 // readelf -n prints Provider/Name/Location.../Arguments lines per stapsdt note.
 std::vector<Note> readelf_notes(const std::string& path) {
   std::vector<Note> notes;
-  std::istringstream in(run("readelf -nW '" + path + "'"));
+  std::istringstream in(run_command("readelf -nW '" + path + "'"));
   std::string line;
   while (std::getline(in, line)) {
     auto value = [&](const std::string& key) {

@@ -13,12 +13,15 @@
 #include <sstream>
 #include <string>
 
+#include "../test_util.h"
 #include "attach/plan.h"
 #include "config/config.h"
 #include "elf/elf_file.h"
 
 namespace insa::plan {
 namespace {
+
+using insa::test::run_command;
 namespace fs = std::filesystem;
 
 const std::string kWorkers = std::string(INSA_BINARY_DIR) + "/tests/workers";
@@ -28,34 +31,12 @@ const std::string kFixtureC = std::string(INSA_BINARY_DIR) + "/tests/fixtures/fi
 // is relative to it.
 const std::string kConfigFile = std::string(INSA_BINARY_DIR) + "/tests/probes.yaml";
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
 
 /// "line:col" of the first occurrence of `needle`.
-std::string at(const std::string& text, const std::string& needle) {
-  size_t pos = text.find(needle);
-  if (pos == std::string::npos) {
-    ADD_FAILURE() << "'" << needle << "' not in the test text";
-    return "?:?";
-  }
-  int line = 1, col = 1;
-  for (size_t i = 0; i < pos; ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return std::to_string(line) + ":" + std::to_string(col);
+std::string at(const std::string& text, const std::string& needle, int nth = 1) {
+  std::string lc = insa::test::line_col(text, needle, nth);
+  if (lc == "?:?") ADD_FAILURE() << "'" << needle << "' (#" << nth << ") not in the test text";
+  return lc;
 }
 
 struct Built {
@@ -269,7 +250,7 @@ TEST(Plan, RequestAttachPointsMatchObjdump) {
   // Ground truth: every `ret` of the function in objdump (it is built with
   // -fno-optimize-sibling-calls, so no tail jmp leaves it), as file offsets
   // through the PT_LOAD table.
-  std::istringstream dis(run("objdump -d --no-show-raw-insn '" + canon + "' --disassemble=" + sym->name));
+  std::istringstream dis(run_command("objdump -d --no-show-raw-insn '" + canon + "' --disassemble=" + sym->name));
   std::set<uint64_t> rets;
   std::string line;
   while (std::getline(dis, line)) {
