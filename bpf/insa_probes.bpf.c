@@ -401,8 +401,10 @@ int insa_entry(struct pt_regs *ctx)
 	}
 	struct insa_frames *fs = bpf_task_storage_get(&frames, bpf_get_current_task_btf(), 0,
 						      BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!fs)
+	if (!fs) {
+		STAT_INC(id, overflow); /* not tracked: no frame to end */
 		return 0;
+	}
 	__u64 sp = ctx->sp + spec->entry_sp_delta;
 	/* Anything at or below this call's frame is dead (longjmp, lost exit). */
 	reclaim_below(fs, sp, 1, 0, now, tgid);

@@ -270,6 +270,29 @@ TEST(Collector, HistogramCumulativeBucketsInSeconds) {
   EXPECT_EQ(h.bucket[3].cumulative_count, 4u);
 }
 
+// An in-flight gauge with static labels has no kernel series: entries minus calls ended
+// (return, exception, reclaim, untracked) of its probe; never negative on a torn read.
+TEST(Collector, DerivedInflightFromProbeStats) {
+  World w;
+  auto derived = series(kActive, {stat("worker_name", "queue_worker")}, 1.0, 1, true);
+  derived.derived_inflight = true;
+  w.plan.series.push_back(derived);
+  w.reader.snap.stats.resize(2);
+  w.reader.snap.stats[1] = {12, 5, 2, 1, 7, 1, 0};  // hits, completed, exceptions, abandoned, unmatched, untracked
+  auto c = w.make();
+  auto value = [&] {
+    auto t = c.text();
+    auto k = t.find("insa_worker_active_requests{worker_name=\"queue_worker\"} ");
+    EXPECT_NE(k, std::string::npos) << t;
+    return k == std::string::npos ? -1.0 : std::stod(t.substr(k + 56));
+  };
+  EXPECT_EQ(value(), 3);  // 12 - (5 + 2 + 1 + 1); unmatched exits never entered
+  w.reader.snap.stats[1] = {12, 12, 1, 0, 0, 0, 0};
+  EXPECT_EQ(value(), 0);
+  w.reader.snap.stats[1] = {0, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(value(), 0);  // shown at zero before any call
+}
+
 TEST(Collector, GaugesAndStaticSeries) {
   World w;
   w.add_events();

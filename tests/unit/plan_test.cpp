@@ -133,7 +133,8 @@ TEST(Plan, RequestProbeSpec) {
   EXPECT_EQ(s.rules[1].cmp, INSA_CMP_GT);
   EXPECT_EQ(s.rules[1].value, 100'000'000);
   EXPECT_EQ(s.rules[1].status, 2);
-  ASSERT_EQ(s.nactions, 5);
+  // The in-flight gauge (static label) is derived from the probe's stats: no kernel action.
+  ASSERT_EQ(s.nactions, 4);
 
   // requests_total: count 1 at exit, agent_type string slot + status slot after it.
   const insa_action& count = s.actions[0];
@@ -184,12 +185,7 @@ TEST(Plan, RequestProbeSpec) {
   EXPECT_EQ(resp.series, 3u);
   for (int i = 0; i < 7; ++i) EXPECT_EQ(resp.bounds[i], raw[i]) << i;
 
-  // in flight: a static label takes no kernel slot.
-  const insa_action& inflight = s.actions[4];
-  EXPECT_EQ(inflight.op, INSA_OP_INFLIGHT);
-  EXPECT_EQ(inflight.nlabels, 0);
-  EXPECT_EQ(inflight.series, 4u);
-  EXPECT_EQ(inflight.nbounds, 0);
+  EXPECT_EQ(s.actions[4].op, 0);  // unused slot stays zero
 }
 
 TEST(Plan, RequestSeriesTable) {
@@ -208,6 +204,8 @@ TEST(Plan, RequestSeriesTable) {
   EXPECT_EQ(series[3].scale, 1.0);
   EXPECT_FALSE(series[0].gauge);
   EXPECT_TRUE(series[4].gauge);
+  EXPECT_TRUE(series[4].derived_inflight);
+  EXPECT_FALSE(series[0].derived_inflight);
 
   ASSERT_EQ(series[0].labels.size(), 2u);
   EXPECT_EQ(series[0].labels[0].name, "agent_type");

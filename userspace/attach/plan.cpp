@@ -330,6 +330,11 @@ class Builder {
     }
     a.series = static_cast<uint32_t>(plan_.series.size());
     if (u.op == UpdateOp::SpanEnd) span_series_[u.span] = a.series;
+    if (u.op == UpdateOp::Inflight && a.nlabels == 0) {
+      s.derived_inflight = true;  // no kernel action: the collector derives it from the probe's stats
+      a = insa_action{};
+      --spec.nactions;
+    }
     plan_.series.push_back(std::move(s));
     (void)p;
     (void)cookie;

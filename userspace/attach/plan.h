@@ -52,6 +52,10 @@ struct Series {
   double scale = 1.0;  ///< kernel units → exported units (1e-9 for ns → s)
   int probe = -1;
   bool gauge = false;  ///< lives in the gauges map
+  /// An in-flight gauge whose labels are all static needs no kernel update: its value is
+  /// the probe's own statistics, entries - (returns + exceptions + abandoned + untracked),
+  /// which the kernel counts anyway. Saves two shared-map updates per call.
+  bool derived_inflight = false;
 };
 
 struct ProbePlan {

@@ -193,13 +193,15 @@ reader::Snapshot Collector::gather() const {
   if (by_metric_.size() != cfg_.metrics.size()) {
     by_metric_.assign(cfg_.metrics.size(), {});
     // Series whose labels are all static exist from the start, at zero.
-    for (const auto& s : plan_.series) {
+    for (size_t si = 0; si < plan_.series.size(); ++si) {
+      const auto& s = plan_.series[si];
       bool all_static = std::all_of(s.labels.begin(), s.labels.end(),
                                     [](const LabelDecoder& d) { return d.kind == LabelDecoder::Kind::Static; });
       if (!all_static) continue;
       std::vector<std::string> values;
       for (const auto& d : s.labels) values.push_back(d.static_value);
-      add_row(s.metric, std::move(values), true);
+      size_t row = add_row(s.metric, std::move(values), true);
+      if (s.derived_inflight) derived_.emplace_back(si, row);
     }
   }
   reader::Snapshot snap;
@@ -253,6 +255,20 @@ reader::Snapshot Collector::gather() const {
     if (idx == std::string::npos) continue;
     rows_[idx].touched = true;
     rows_[idx].gauge += static_cast<double>(v) * s.scale;
+  }
+  // In-flight gauges with static labels: calls entered and not yet ended, from the probe's
+  // statistics (a call ends by return, exception or reclaim; untracked entries never began).
+  for (const auto& [si, row] : derived_) {
+    const auto& s = plan_.series[si];
+    if (s.probe < 0 || static_cast<size_t>(s.probe) >= plan_.probes.size()) continue;
+    const uint32_t cookie = plan_.probes[static_cast<size_t>(s.probe)].cookie;
+    if (cookie >= snap.stats.size()) continue;
+    const insa_probe_stats& st = snap.stats[cookie];
+    const uint64_t ended = st.completed + st.exceptions + st.abandoned + st.overflow;
+    // The per-CPU slots are read one after another: a call that ends meanwhile may be seen
+    // ended but not begun. Never report a negative number of calls.
+    rows_[row].gauge += st.hits > ended ? static_cast<double>(st.hits - ended) : 0.0;
+    rows_[row].touched = true;
   }
   return snap;
 }

@@ -82,6 +82,7 @@ class Collector : public prometheus::Collectable {
   mutable std::map<std::pair<size_t, size_t>, std::set<std::string>> seen_;  ///< (metric,label) → values
   mutable std::map<size_t, std::set<std::string>> folded_;  ///< metric → values folded into `other`
   mutable std::vector<Row> rows_;
+  mutable std::vector<std::pair<size_t, size_t>> derived_;  ///< (series, row) of derived in-flight gauges
   mutable std::vector<std::vector<size_t>> by_metric_;       ///< row indices, sorted by label values
   mutable std::unordered_map<std::string, size_t> by_key_;  ///< raw key bytes → row (or npos: dropped)
   /// The previous scrape's keys in map order and their rows: a kernel hash map is read in
