@@ -776,7 +776,8 @@ probes:
 
 TEST(Plan, UpdateConditionSpec) {
   REQUIRE_BINARIES();
-  const std::string yaml = R"yaml(metrics:
+  // Both configs: these metrics and one probe on the request worker; updates follow.
+  const std::string head = R"yaml(metrics:
   - name: r_bytes
     type: histogram
     buckets: [100, 1000]
@@ -787,7 +788,8 @@ probes:
     binary: workers/request_worker
     function: insa_demo::handle_request
     metrics:
-      - metric: r_bytes
+)yaml";
+  const std::string yaml = head + R"yaml(      - metric: r_bytes
         observe: $ret
         if: ret >= 0
       - metric: big_total
@@ -810,15 +812,7 @@ probes:
   EXPECT_EQ(s.actions[1].cond.value, 4096);
   EXPECT_EQ(s.actions[2].cond.cmp, 0);  // no condition: always
 
-  const std::string at_entry = R"yaml(metrics:
-  - name: big_total
-    type: counter
-probes:
-  - name: p
-    binary: workers/request_worker
-    function: insa_demo::handle_request
-    metrics:
-      - metric: big_total
+  const std::string at_entry = head + R"yaml(      - metric: big_total
         when: entry
         if: ret < 0
 )yaml";

@@ -239,7 +239,13 @@ class Builder {
                           uint32_t cookie) {
     const auto* m = cfg_.metric(u.metric);
     const size_t metric_index = static_cast<size_t>(m - cfg_.metrics.data());
-    auto& a = spec.actions[spec.nactions++];
+    // An in-flight gauge whose labels are all static needs no kernel action: the collector
+    // derives it from the probe's own statistics. It is built aside and not kept.
+    const bool derived = u.op == UpdateOp::Inflight && std::none_of(u.labels.begin(), u.labels.end(), [](const auto& l) {
+                           return l.value.kernel() && l.value.kind != ValueRef::Kind::Int;
+                         });
+    insa_action aside{};
+    auto& a = derived ? aside : spec.actions[spec.nactions++];
     a.op = op_of(u.op);
     const bool tracked = spec.flags & INSA_PROBE_TRACKED;
     a.when = u.when == config::When::Exit || (u.when == config::When::Default && tracked) ? INSA_AT_EXIT : INSA_AT_ENTRY;
@@ -330,11 +336,7 @@ class Builder {
     }
     a.series = static_cast<uint32_t>(plan_.series.size());
     if (u.op == UpdateOp::SpanEnd) span_series_[u.span] = a.series;
-    if (u.op == UpdateOp::Inflight && a.nlabels == 0) {
-      s.derived_inflight = true;  // no kernel action: the collector derives it from the probe's stats
-      a = insa_action{};
-      --spec.nactions;
-    }
+    s.derived_inflight = derived;
     plan_.series.push_back(std::move(s));
     (void)p;
     (void)cookie;

@@ -13,13 +13,13 @@ namespace insa::process {
 std::string exit_reason(int status) {
   int sig = status & 0x7f;
   if (sig) {
-    const char *abbrev = sigabbrev_np(sig);
+    const char* abbrev = sigabbrev_np(sig);
     return abbrev ? std::string("SIG") + abbrev : "signal_" + std::to_string(sig);
   }
   return "exit_code_" + std::to_string((status >> 8) & 0xff);
 }
 
-Lifecycle::Lifecycle(const std::vector<config::WorkerDef> &workers, const std::vector<std::string> &binaries) {
+Lifecycle::Lifecycle(const std::vector<config::WorkerDef>& workers, const std::vector<std::string>& binaries) {
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerState w;
     w.name = workers[i].name;
@@ -29,9 +29,8 @@ Lifecycle::Lifecycle(const std::vector<config::WorkerDef> &workers, const std::v
   }
 }
 
-int Lifecycle::match(const std::string &exe) const {
-  // A binary replaced on disk shows as "path (deleted)" for processes still
-  // running it.
+int Lifecycle::match(const std::string& exe) const {
+  // A binary replaced on disk shows as "path (deleted)" for processes still running it.
   std::string_view e = exe;
   constexpr std::string_view deleted = " (deleted)";
   if (e.size() > deleted.size() && e.substr(e.size() - deleted.size()) == deleted) e.remove_suffix(deleted.size());
@@ -40,27 +39,27 @@ int Lifecycle::match(const std::string &exe) const {
   return -1;
 }
 
-int Lifecycle::observe(uint32_t pid, const std::string &exe) {
+int Lifecycle::observe(uint32_t pid, const std::string& exe) {
   std::lock_guard<std::mutex> lock(mu_);
   int i = match(exe);
   if (i < 0) return -1;
-  auto &w = workers_[i];
+  auto& w = workers_[i];
   if (!w.pids.insert(pid).second) return i;
   if (!w.pending.empty()) {
     ++w.restarts[w.pending.front()];
     w.pending.pop_front();
   } else if (std::any_of(vanished_.begin(), vanished_.end(),
-                         [&](const auto &v) { return v.second.first == size_t(i); })) {
+                         [&](const auto& v) { return v.second.first == size_t(i); })) {
     ++w.unclaimed_starts;  // its predecessor's exit event has not been read yet
   }
   return i;
 }
 
-void Lifecycle::scan(const std::string &proc_root) {
-  DIR *d = opendir(proc_root.c_str());
+void Lifecycle::scan(const std::string& proc_root) {
+  DIR* d = opendir(proc_root.c_str());
   if (!d) return;
   std::vector<std::pair<uint32_t, std::string>> found;
-  while (dirent *e = readdir(d)) {
+  while (dirent* e = readdir(d)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
     char buf[4096];
     std::string link = proc_root + "/" + e->d_name + "/exe";
@@ -77,9 +76,9 @@ void Lifecycle::scan(const std::string &proc_root) {
     std::lock_guard<std::mutex> lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     for (size_t i = 0; i < workers_.size(); ++i) {
-      auto &w = workers_[i];
+      auto& w = workers_[i];
       for (auto it = w.pids.begin(); it != w.pids.end();) {
-        bool alive = std::any_of(found.begin(), found.end(), [&](const auto &f) { return f.first == *it; });
+        bool alive = std::any_of(found.begin(), found.end(), [&](const auto& f) { return f.first == *it; });
         if (alive) {
           ++it;
         } else {
@@ -91,7 +90,7 @@ void Lifecycle::scan(const std::string &proc_root) {
     expire_vanished();
   }
   // Then the running ones, so a successor of a vanished pid is seen as one.
-  for (const auto &[pid, exe] : found) observe(pid, exe);
+  for (const auto& [pid, exe] : found) observe(pid, exe);
 }
 
 void Lifecycle::expire_vanished() {
@@ -99,17 +98,17 @@ void Lifecycle::expire_vanished() {
   for (auto it = vanished_.begin(); it != vanished_.end();)
     it = it->second.second < limit ? vanished_.erase(it) : std::next(it);
   for (size_t i = 0; i < workers_.size(); ++i)
-    if (std::none_of(vanished_.begin(), vanished_.end(), [&](const auto &v) { return v.second.first == i; }))
+    if (std::none_of(vanished_.begin(), vanished_.end(), [&](const auto& v) { return v.second.first == i; }))
       workers_[i].unclaimed_starts = 0;
 }
 
 void Lifecycle::exited(uint32_t pid, int status) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto &w : workers_)
+  for (auto& w : workers_)
     if (w.pids.erase(pid)) w.pending.push_back(exit_reason(status));
   auto v = vanished_.find(pid);
   if (v == vanished_.end()) return;
-  auto &w = workers_[v->second.first];
+  auto& w = workers_[v->second.first];
   vanished_.erase(v);
   if (w.unclaimed_starts > 0) {
     --w.unclaimed_starts;
@@ -124,7 +123,7 @@ std::vector<WorkerState> Lifecycle::snapshot() const {
   return workers_;
 }
 
-void Lifecycle::collect(std::vector<prometheus::MetricFamily> &out) const {
+void Lifecycle::collect(std::vector<prometheus::MetricFamily>& out) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (workers_.empty()) return;
   prometheus::MetricFamily health{"insa_worker_health_status",
@@ -136,12 +135,12 @@ void Lifecycle::collect(std::vector<prometheus::MetricFamily> &out) const {
                                     "instance ended (exit_code_N or SIGNAME).",
                                     prometheus::MetricType::Counter,
                                     {}};
-  for (const auto &w : workers_) {
+  for (const auto& w : workers_) {
     prometheus::ClientMetric h;
     h.label = {{"worker_name", w.name}, {"worker_type", w.type}};
     h.gauge.value = w.pids.empty() ? 0 : 1;
     health.metric.push_back(std::move(h));
-    for (const auto &[reason, n] : w.restarts) {
+    for (const auto& [reason, n] : w.restarts) {
       prometheus::ClientMetric r;
       r.label = {{"worker_name", w.name}, {"reason", reason}};
       r.counter.value = static_cast<double>(n);
