@@ -233,6 +233,7 @@ int run_agent(const std::string& config_file, const std::string& listen_override
       last_scan = now;
       inst->lifecycle->scan();
       check_replaced(*inst);
+      inst->engine->rescan_python();
     }
   }
   spdlog::info("shutting down");

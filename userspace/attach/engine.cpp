@@ -5,10 +5,12 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstring>
 
 #include "insa_probes.skel.h"
+#include "python/procs.h"
 
 namespace insa::attach {
 
@@ -48,6 +50,8 @@ const char* role_name(plan::Role r) {
     case plan::Role::Uretprobe: return "uretprobe";
     case plan::Role::Catch: return "catch hook";
     case plan::Role::Usdt: return "usdt";
+    case plan::Role::PyEntry: return "python frame entry";
+    case plan::Role::PyExit: return "python frame return";
   }
   return "?";
 }
@@ -75,6 +79,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   if (!skel) return Error::from_errno("cannot open the BPF object");
   bpf_map__set_max_entries(skel->maps.counters, opts.max_series);
   bpf_map__set_max_entries(skel->maps.gauges, opts.max_series);
+  skel->rodata->py_ntargets = static_cast<uint32_t>(plan.py_targets.size());
   if (int err = insa_probes__load(skel.get())) {
     return Error{"cannot load the BPF programs: " + std::string(strerror(-err)) + privilege_hint(-err) +
                      " (run with --log.level debug for the verifier log)",
@@ -84,6 +89,11 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   for (uint32_t i = 0; i < plan.specs.size(); ++i) {
     if (bpf_map_update_elem(fd, &i, &plan.specs[i], BPF_ANY))
       return Error::from_errno("cannot fill the probe spec map");
+  }
+  fd = bpf_map__fd(skel->maps.py_targets);
+  for (uint32_t i = 0; i < plan.py_targets.size(); ++i) {
+    if (bpf_map_update_elem(fd, &i, &plan.py_targets[i], BPF_ANY))
+      return Error::from_errno("cannot fill the python target map");
   }
   return std::unique_ptr<Engine>(new Engine(plan, std::move(skel)));
 }
@@ -100,6 +110,14 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
                           : p.role == plan::Role::Catch ? skel_->progs.insa_catch
                                                         : skel_->progs.insa_exit;
       l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
+      break;
+    }
+    case plan::Role::PyEntry:
+    case plan::Role::PyExit: {
+      LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = p.cookie, .retprobe = p.role == plan::Role::PyExit);
+      l = bpf_program__attach_uprobe_opts(p.role == plan::Role::PyEntry ? skel_->progs.insa_py_entry
+                                                                         : skel_->progs.insa_py_exit,
+                                          p.pid, p.binary.c_str(), p.offset, &o);
       break;
     }
     case plan::Role::Usdt: {
@@ -123,6 +141,10 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
 
 Result<void> Engine::attach_probe(size_t i) {
   const auto& pp = plan_.probes[i];
+  if (pp.python) {
+    update_python_states();
+    return states_[i].attached ? Result<void>{} : Result<void>{Error{states_[i].error}};
+  }
   std::vector<Link> links;
   for (const auto& point : pp.points) {
     auto l = attach_point(point);
@@ -170,6 +192,10 @@ size_t Engine::attach_all() {
       }
     }
   }
+  for (const auto& in : plan_.py_interpreters) {
+    if (auto r = attach_interpreter(in); !r) spdlog::error("{}", r.error().message);
+  }
+  rescan_python();
   size_t ok = 0;
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     auto r = attach_probe(i);
@@ -201,6 +227,76 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
   if (!rb) return Error::from_errno("cannot open the exit ring buffer");
   exits_.reset(rb);
   return {};
+}
+
+Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
+  if (std::find(py_hooked_.begin(), py_hooked_.end(), in.path) != py_hooked_.end()) return {};
+  if (py_hooked_.size() >= INSA_MAX_PY_LAYOUTS)
+    return Error{"python: more than " + std::to_string(INSA_MAX_PY_LAYOUTS) + " interpreter files; not hooking " + in.path};
+  uint32_t idx = static_cast<uint32_t>(py_hooked_.size());
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.py_layouts), &idx, &in.layout, BPF_ANY))
+    return Error::from_errno("cannot fill the python layout map");
+  plan::AttachPoint a;
+  a.role = plan::Role::PyEntry;
+  a.binary = in.path;
+  a.offset = in.eval_offset;
+  a.cookie = idx;
+  auto entry = attach_point(a);
+  if (!entry) return Error{"python: " + entry.error().message, entry.error().err};
+  a.role = plan::Role::PyExit;
+  auto ret = attach_point(a);
+  if (!ret) return Error{"python: " + ret.error().message, ret.error().err};
+  py_links_.push_back(std::move(*entry));
+  py_links_.push_back(std::move(*ret));
+  py_hooked_.push_back(in.path);
+  spdlog::info("python: hooked CPython {} at {} (_PyEval_EvalFrameDefault @0x{:x})", in.version_str(), in.path,
+               in.eval_offset);
+  update_python_states();
+  return {};
+}
+
+size_t Engine::rescan_python() {
+  if (plan_.py_targets.empty()) return 0;
+  size_t hooked = 0;
+  for (const auto& proc : python::scan_processes()) {
+    if (std::find(py_hooked_.begin(), py_hooked_.end(), proc.interpreter) != py_hooked_.end()) continue;
+    if (py_refused_.count(proc.interpreter)) continue;
+    bool wanted = std::any_of(plan_.probes.begin(), plan_.probes.end(), [&](const plan::ProbePlan& pp) {
+      return plan::python_matches(pp, proc.pid, proc.script_path, proc.module);
+    });
+    if (!wanted) continue;
+    auto in = python::inspect(proc.interpreter);
+    if (!in) {
+      spdlog::error("python: pid {}: {}", proc.pid, in.error().message);
+      py_refused_.insert(proc.interpreter);
+      continue;
+    }
+    if (auto v = python::verify_live(proc.pid, *in, in->pie ? proc.interpreter_base : 0); !v) {
+      spdlog::warn("python: {}", v.error().message);  // retried on the next scan
+      continue;
+    }
+    if (auto r = attach_interpreter(*in); !r) {
+      spdlog::error("{}", r.error().message);
+      py_refused_.insert(proc.interpreter);
+      continue;
+    }
+    ++hooked;
+  }
+  update_python_states();
+  return hooked;
+}
+
+void Engine::update_python_states() {
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    const auto& pp = plan_.probes[i];
+    if (!pp.python) continue;
+    auto& st = states_[i];
+    st.attached = !py_hooked_.empty();
+    st.points_attached = py_hooked_.size() * 2;
+    st.error = st.attached ? "" : pp.mark.str() + ": probe '" + pp.name + "': no process runs " +
+                                      (pp.python->script.empty() ? "module " + pp.python->module : pp.python->script) +
+                                      " yet; its interpreter is hooked when one starts (or name it in python.interpreter)";
+  }
 }
 
 int Engine::poll_exits(int timeout_ms) { return exits_ ? ring_buffer__poll(exits_.get(), timeout_ms) : 0; }

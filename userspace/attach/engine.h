@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,12 @@ class Engine {
   Result<void> watch_exits(std::function<void(const ExitEvent&)> cb);
   /// Drains pending exit events; waits at most timeout_ms.
   int poll_exits(int timeout_ms);
+  /// Python probes: finds processes they target that run an interpreter not yet hooked,
+  /// checks its layout against the live process, and hooks it. Called at start and on
+  /// every process scan. Returns the number of interpreters hooked by this call.
+  size_t rescan_python();
+  /// Hooks one interpreter file (all its processes); a no-op when already hooked.
+  Result<void> attach_interpreter(const python::Interpreter& in);
 
   const std::vector<ProbeState>& states() const { return states_; }
   const plan::Plan& plan() const { return plan_; }
@@ -100,6 +107,10 @@ class Engine {
   std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes
   std::vector<Link> retired_links_;       ///< links on replaced binaries
   std::vector<ProbeState> states_;
+  std::vector<Link> py_links_;                ///< _PyEval_EvalFrameDefault entry + return, per interpreter
+  std::vector<std::string> py_hooked_;        ///< interpreter files hooked (index == layout cookie)
+  std::set<std::string> py_refused_;          ///< interpreter files refused once (logged once)
+  void update_python_states();
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
 };
