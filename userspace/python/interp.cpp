@@ -152,11 +152,56 @@ std::string supported_versions() {
   return s;
 }
 
+/// The libpython an executable is linked with (DT_NEEDED), found through its
+/// RUNPATH/RPATH ($ORIGIN expanded) or the system's library path.
+std::optional<std::string> linked_libpython(const elf::ElfFile& f) {
+  auto dyn = f.section(".dynamic");
+  auto strsec = f.section(".dynstr");
+  if (!dyn || !strsec) return std::nullopt;
+  auto d = f.bytes_at_offset(dyn->offset, dyn->size);
+  auto strs = f.bytes_at_offset(strsec->offset, strsec->size);
+  if (!d || !strs) return std::nullopt;
+  std::string needed;
+  std::vector<std::string> paths;
+  auto str_at = [&](uint64_t off) {
+    return off < strs->size() ? std::string(reinterpret_cast<const char*>(strs->data()) + off,
+                                            strnlen(reinterpret_cast<const char*>(strs->data()) + off, strs->size() - off))
+                              : std::string();
+  };
+  for (size_t i = 0; i + sizeof(Elf64_Dyn) <= d->size(); i += sizeof(Elf64_Dyn)) {
+    Elf64_Dyn e;
+    std::memcpy(&e, d->data() + i, sizeof e);
+    if (e.d_tag == DT_NULL) break;
+    if (e.d_tag == DT_NEEDED && str_at(e.d_un.d_val).rfind("libpython3", 0) == 0) needed = str_at(e.d_un.d_val);
+    if (e.d_tag == DT_RUNPATH || e.d_tag == DT_RPATH) {
+      std::string all = str_at(e.d_un.d_val);
+      for (size_t a = 0, b; a <= all.size(); a = b + 1) {
+        b = all.find(':', a);
+        if (b == std::string::npos) b = all.size();
+        paths.push_back(all.substr(a, b - a));
+      }
+    }
+  }
+  if (needed.empty()) return std::nullopt;
+  const std::string dir = f.path().substr(0, f.path().rfind('/'));
+  for (auto p : paths) {
+    if (auto o = p.find("$ORIGIN"); o != std::string::npos) p.replace(o, 7, dir);
+    std::string cand = p + "/" + needed;
+    if (access(cand.c_str(), R_OK) == 0) return cand;
+  }
+  if (auto lib = elf::resolve_library(needed)) return *lib;
+  return std::nullopt;
+}
+
 Result<Interpreter> inspect(const std::string& path) {
   auto f = elf::ElfFile::open(path);
   if (!f) return f.error();
   auto eval = find_symbol(*f, "_PyEval_EvalFrameDefault");
   auto ver = find_symbol(*f, "Py_Version");
+  if (!eval) {
+    // A launcher linked with a shared libpython (pyenv, --enable-shared): the interpreter is there.
+    if (auto lib = linked_libpython(*f); lib && *lib != path) return inspect(*lib);
+  }
   if (!eval || !ver)
     return Error{path + " is not a CPython 3.11+ interpreter (no _PyEval_EvalFrameDefault or Py_Version symbol)"};
   Interpreter in;
