@@ -721,6 +721,51 @@ static __always_inline int py_match(const struct insa_py_layout *L, __u64 code, 
 	return -1;
 }
 
+/* The target that names this frame's code object (decided once per process and
+ * code object, then cached), or -1. */
+static __always_inline int py_lookup(const struct insa_py_layout *L, __u64 code, __u32 tgid)
+{
+	struct insa_py_code_key ck = { .tgid = tgid, .code = code };
+	__u64 qn = rd64(code + L->code_qualname);
+	struct insa_py_code_val *cv = bpf_map_lookup_elem(&py_codes, &ck);
+	if (cv && cv->qualname == qn)
+		return cv->target;
+	int ti = py_match(L, code, tgid);
+	struct insa_py_code_val nv = { .target = ti, .qualname = qn };
+	bpf_map_update_elem(&py_codes, &ck, &nv, BPF_ANY);
+	return ti;
+}
+
+/* Opens a call of target tix at frame: parameter values, entry actions, the record. */
+static __always_inline int py_open(const struct insa_py_layout *L, const struct insa_py_target *t, __u32 tix,
+				   __u64 frame, __u64 code, __u32 tgid, __u32 per_call)
+{
+	__u32 id = t->spec;
+	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
+	if (!spec)
+		return -1;
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	__u64 now = bpf_ktime_get_ns();
+	struct insa_py_call call = { .ts = now, .target = tix, .per_call = per_call, .code = code };
+	for (int i = 0; i < INSA_MAX_ARGS; i++) {
+		const struct insa_py_slot *sl = &t->slots[i];
+		if (!sl->conv)
+			continue;
+		__u64 obj = rd64(frame + L->frame_localsplus + 8 * (__u64)sl->local);
+		call.args[i] = py_convert(L, obj, sl->conv);
+	}
+	STAT_INC(id, hits);
+	struct call_ctx c = { .now = now, .tgid = tgid, .probe = id };
+	__builtin_memcpy(c.args, call.args, sizeof(c.args));
+	run_actions(spec, PH_ENTRY, &c);
+	call.ts = bpf_ktime_get_ns(); /* exclude our own entry work from the duration */
+	if (bpf_map_update_elem(&py_calls, &key, &call, BPF_ANY)) {
+		STAT_INC(id, overflow);
+		return -1;
+	}
+	return 0;
+}
+
 SEC("uprobe")
 int insa_py_entry(struct pt_regs *ctx)
 {
@@ -733,26 +778,12 @@ int insa_py_entry(struct pt_regs *ctx)
 	if (!code)
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct insa_py_code_key ck = { .tgid = tgid, .code = code };
-	__u64 qn = rd64(code + L->code_qualname);
-	struct insa_py_code_val *cv = bpf_map_lookup_elem(&py_codes, &ck);
-	int ti;
-	if (cv && cv->qualname == qn) {
-		ti = cv->target;
-	} else {
-		ti = py_match(L, code, tgid);
-		struct insa_py_code_val nv = { .target = ti, .qualname = qn };
-		bpf_map_update_elem(&py_codes, &ck, &nv, BPF_ANY);
-	}
+	int ti = py_lookup(L, code, tgid);
 	if (ti < 0)
 		return 0;
 	__u32 tix = ti;
 	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &tix);
-	if (!t)
-		return 0;
-	__u32 id = t->spec;
-	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
-	if (!spec)
+	if (!t || t->per_call)
 		return 0;
 
 	__u8 owner = 0;
@@ -768,28 +799,13 @@ int insa_py_entry(struct pt_regs *ctx)
 		first = op == L->op_return_generator;
 	}
 	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
-	__u64 now = bpf_ktime_get_ns();
 	if (first) {
-		struct insa_py_call call = { .ts = now, .target = tix };
-		for (int i = 0; i < INSA_MAX_ARGS; i++) {
-			const struct insa_py_slot *sl = &t->slots[i];
-			if (!sl->conv)
-				continue;
-			__u64 obj = rd64(frame + L->frame_localsplus + 8 * (__u64)sl->local);
-			call.args[i] = py_convert(L, obj, sl->conv);
-		}
-		STAT_INC(id, hits);
-		struct call_ctx c = { .now = now, .tgid = tgid, .probe = id };
-		__builtin_memcpy(c.args, call.args, sizeof(c.args));
-		run_actions(spec, PH_ENTRY, &c);
-		call.ts = bpf_ktime_get_ns(); /* exclude our own entry work from the duration */
-		if (bpf_map_update_elem(&py_calls, &key, &call, BPF_ANY)) {
-			STAT_INC(id, overflow);
+		if (py_open(L, t, tix, frame, code, tgid, 0))
 			return 0;
-		}
 	} else if (!bpf_map_lookup_elem(&py_calls, &key)) {
 		return 0; /* a coroutine that started before we attached: not ours to count */
 	}
+	__u32 id = t->spec;
 	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0,
 							BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st)
@@ -827,6 +843,55 @@ static __always_inline __u32 py_name_hash(const char *name)
 		h *= 16777619u;
 	}
 	return h ? h : 1;
+}
+
+/* Closes the call recorded for frame: `exc` is the pending exception (type on 3.11,
+ * instance after; 1 when unknown), 0 when the call returned. */
+static __always_inline int py_finish(const struct insa_py_layout *L, __u32 tgid, __u64 frame, __u32 per_call,
+				     int has_ret, __u64 ret, __u64 none, __u64 exc)
+{
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
+	if (!rec || rec->per_call != per_call)
+		return 0;
+	struct insa_py_call call = *rec;
+	bpf_map_delete_elem(&py_calls, &key);
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &call.target);
+	if (!t)
+		return 0;
+	__u32 id = t->spec;
+	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
+	if (!spec)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct call_ctx c = { .now = now, .tgid = tgid, .probe = id, .duration = now - call.ts };
+	__builtin_memcpy(c.args, call.args, sizeof(c.args));
+	if (exc) {
+		if (exc != 1 && !L->exc_is_type)
+			exc = rd64(exc + 8);
+		c.exc_name = exc != 1 ? rd64(exc + 24) : 0;
+		c.no_ret = 1;
+		c.exc_hash = 1;
+		__u32 zero = 0;
+		struct py_scratch *s = bpf_map_lookup_elem(&py_scratch_map, &zero);
+		if (s && c.exc_name) {
+			__builtin_memset(s->name, 0, sizeof(s->name));
+			bpf_probe_read_user_str(s->name, sizeof(s->name), (const void *)c.exc_name);
+			c.exc_hash = py_name_hash(s->name);
+		}
+		STAT_INC(id, exceptions);
+	} else {
+		if (has_ret) {
+			c.ret = (__s64)py_convert(L, ret, t->ret_conv);
+			c.ret_none = ret == none;
+		} else {
+			c.no_ret = 1; /* the per-call mechanism does not see the return value */
+		}
+		STAT_INC(id, completed);
+	}
+	c.status = classify(spec, &c);
+	run_actions(spec, PH_EXIT, &c);
+	return 0;
 }
 
 SEC("uprobe")
@@ -867,43 +932,109 @@ int insa_py_exit(struct pt_regs *ctx)
 			return 0; /* suspended at a yield or await: the call goes on */
 	}
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct insa_py_call_key key = { .tgid = tgid, .frame = o.frame };
-	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
-	if (!rec)
-		return 0;
-	struct insa_py_call call = *rec;
-	bpf_map_delete_elem(&py_calls, &key);
-	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &call.target);
-	if (!t)
-		return 0;
-	__u32 id = t->spec;
-	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
-	if (!spec)
-		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	struct call_ctx c = { .now = now, .tgid = tgid, .probe = id, .duration = now - call.ts };
-	__builtin_memcpy(c.args, call.args, sizeof(c.args));
-	if (!ret) {
-		__u64 exc = rd64(o.tstate + L->tstate_exc);
-		if (exc && !L->exc_is_type)
-			exc = rd64(exc + 8);
-		c.exc_name = exc ? rd64(exc + 24) : 0;
-		c.no_ret = 1;
-		c.exc_hash = 1;
-		__u32 zero = 0;
-		struct py_scratch *s = bpf_map_lookup_elem(&py_scratch_map, &zero);
-		if (s && c.exc_name) {
-			__builtin_memset(s->name, 0, sizeof(s->name));
-			bpf_probe_read_user_str(s->name, sizeof(s->name), (const void *)c.exc_name);
-			c.exc_hash = py_name_hash(s->name);
+	/* NULL: left by an exception, which the thread state holds */
+	__u64 exc = ret ? 0 : rd64(o.tstate + L->tstate_exc);
+	py_finish(L, tgid, o.frame, 0, ret ? 1 : 0, ret, o.none, ret ? 0 : (exc ? exc : 1));
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Python, per-call mechanism: every frame start (a uprobe in the RESUME opcode
+ * handlers) and every frame end (the function that clears a frame). Sees plain
+ * calls that CPython 3.11+ runs inline, at a cost on every Python call of the
+ * processes it is attached to (it is attached per process).
+ * -------------------------------------------------------------------------*/
+
+/* This thread's PyThreadState: the GIL holder (3.11), else found once in the
+ * interpreter's thread list by native thread id and kept in task storage. */
+static __always_inline __u64 py_tstate(const struct insa_py_layout *L, __u64 bias, struct insa_py_stack *st)
+{
+	__u64 rt = L->runtime + bias;
+	if (L->gilstate_tstate)
+		return rd64(rt + L->gilstate_tstate);
+	if (st && st->tstate)
+		return st->tstate;
+	__u64 interp = rd64(rt + L->interp_head);
+	__u64 ts = rd64(interp + L->threads_head);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	for (int i = 0; i < 64; i++) {
+		if (!ts)
+			break;
+		if ((__u32)rd64(ts + L->tstate_tid) == tid) {
+			if (st)
+				st->tstate = ts;
+			return ts;
 		}
-		STAT_INC(id, exceptions);
-	} else {
-		c.ret = (__s64)py_convert(L, ret, t->ret_conv);
-		c.ret_none = ret == o.none;
-		STAT_INC(id, completed);
+		ts = rd64(ts + L->tstate_next);
 	}
-	c.status = classify(spec, &c);
-	run_actions(spec, PH_EXIT, &c);
+	return 0;
+}
+
+SEC("uprobe")
+int insa_py_resume(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 li = cookie & 0xff;
+	const struct insa_py_layout *L = bpf_map_lookup_elem(&py_layouts, &li);
+	if (!L)
+		return 0;
+	__u64 bias = ctx->ip - L->site_vaddr[(cookie >> 8) & 1];
+	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0,
+							BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 ts = py_tstate(L, bias, st);
+	if (!ts)
+		return 0;
+	__u64 frame = rd64(ts + L->tstate_frame);
+	if (L->cframe_frame >= 0)
+		frame = rd64(frame + L->cframe_frame);
+	if (!frame)
+		return 0;
+	__u64 code = rd64(frame + L->frame_code);
+	if (!code)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	int ti = py_lookup(L, code, tgid);
+	if (ti < 0)
+		return 0;
+	__u32 tix = ti;
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &tix);
+	if (!t || !t->per_call)
+		return 0;
+	/* A frame's start, or a generator resuming? The handler has stored the RESUME
+	 * instruction's address: its oparg is 0 at a start. */
+	__u8 insn[2] = {};
+	bpf_probe_read_user(insn, 2, (const void *)rd64(frame + L->frame_instr));
+	int first;
+	if (insn[0] == L->op_resume[0] || insn[0] == L->op_resume[1])
+		first = (insn[1] & 3) == 0;
+	else
+		first = insn[0] != L->op_yield; /* not stored yet: the previous instruction */
+	if (!first)
+		return 0;
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
+	if (rec && rec->code == code && rec->per_call)
+		return 0; /* the same start seen at a second RESUME site (3.13 deopt) */
+	py_open(L, t, tix, frame, code, tgid, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int insa_py_clear(struct pt_regs *ctx)
+{
+	__u64 frame = ctx->di;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
+	if (!rec || !rec->per_call)
+		return 0;
+	__u32 li = bpf_get_attach_cookie(ctx) & 0xff;
+	const struct insa_py_layout *L = bpf_map_lookup_elem(&py_layouts, &li);
+	if (!L)
+		return 0;
+	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0, 0);
+	__u64 ts = py_tstate(L, ctx->ip - L->clear_vaddr, st);
+	__u64 exc = ts ? rd64(ts + L->tstate_exc) : 0;
+	py_finish(L, tgid, frame, 1, 0, 0, 0, exc);
 	return 0;
 }

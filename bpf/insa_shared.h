@@ -220,6 +220,20 @@ struct insa_py_layout {
 	__u8 long_tagged;       /* 3.12+: PyLongObject.long_value.lv_tag */
 	__u32 pad;
 	__s64 none_delta;       /* &_Py_NoneStruct - &_PyEval_EvalFrameDefault (link-time) */
+	/* The per-call mechanism (RESUME handler + frame clear): finding the thread state. */
+	__u64 runtime;          /* &_PyRuntime, link-time */
+	__u64 site_vaddr[2];    /* link-time address of each RESUME site (cookie bits 8..15) */
+	__u64 clear_vaddr;      /* link-time address of the frame-clear function */
+	__u16 gilstate_tstate;  /* 3.11: _PyRuntime offset of the GIL holder's tstate; 0: walk */
+	__u16 interp_head;      /* _PyRuntime -> main interpreter */
+	__u16 threads_head;     /* interpreter -> first thread state */
+	__u16 tstate_next;
+	__u16 tstate_tid;       /* native_thread_id */
+	__u16 tstate_frame;     /* tstate -> cframe (3.11, 3.12) or current_frame (3.13) */
+	__s16 cframe_frame;     /* cframe -> current_frame; -1: tstate_frame is the frame */
+	__u8 op_resume[2];      /* RESUME and its specialized form */
+	__u8 op_yield;          /* YIELD_VALUE */
+	__u8 pad2[5];
 };
 
 struct insa_py_slot {
@@ -234,7 +248,7 @@ struct insa_py_target {
 	__u8 qual_len;   /* bytes of qualname, without NUL */
 	__u8 file_len;   /* bytes of file suffix */
 	__u8 ret_conv;   /* enum insa_py_conv for $ret */
-	__u8 pad;
+	__u8 per_call;   /* seen by the per-call mechanism (RESUME + frame clear), not at frame entry */
 	struct insa_py_slot slots[INSA_MAX_ARGS]; /* $argN of the probe's actions */
 	__u32 pad2;
 	char qualname[INSA_PY_NAME];
@@ -264,7 +278,8 @@ struct insa_py_call_key {
 struct insa_py_call {
 	__u64 ts;
 	__u32 target;
-	__u32 pad;
+	__u32 per_call; /* opened by the per-call mechanism */
+	__u64 code;
 	__u64 args[INSA_MAX_ARGS];
 };
 
@@ -280,6 +295,7 @@ struct insa_py_open {
 struct insa_py_stack {
 	__u32 depth;
 	__u32 pad;
+	__u64 tstate; /* this thread's PyThreadState, once found (per-call mechanism, 3.12+) */
 	struct insa_py_open e[INSA_PY_STACK];
 };
 

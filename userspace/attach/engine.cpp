@@ -52,6 +52,8 @@ const char* role_name(plan::Role r) {
     case plan::Role::Usdt: return "usdt";
     case plan::Role::PyEntry: return "python frame entry";
     case plan::Role::PyExit: return "python frame return";
+    case plan::Role::PyResume: return "python RESUME handler";
+    case plan::Role::PyClear: return "python frame clear";
   }
   return "?";
 }
@@ -113,11 +115,15 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
       break;
     }
     case plan::Role::PyEntry:
-    case plan::Role::PyExit: {
+    case plan::Role::PyExit:
+    case plan::Role::PyResume:
+    case plan::Role::PyClear: {
       LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = p.cookie, .retprobe = p.role == plan::Role::PyExit);
-      l = bpf_program__attach_uprobe_opts(p.role == plan::Role::PyEntry ? skel_->progs.insa_py_entry
-                                                                         : skel_->progs.insa_py_exit,
-                                          p.pid, p.binary.c_str(), p.offset, &o);
+      bpf_program* prog = p.role == plan::Role::PyEntry    ? skel_->progs.insa_py_entry
+                          : p.role == plan::Role::PyExit   ? skel_->progs.insa_py_exit
+                          : p.role == plan::Role::PyResume ? skel_->progs.insa_py_resume
+                                                           : skel_->progs.insa_py_clear;
+      l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
       break;
     }
     case plan::Role::Usdt: {
@@ -249,6 +255,7 @@ Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
   py_links_.push_back(std::move(*entry));
   py_links_.push_back(std::move(*ret));
   py_hooked_.push_back(in.path);
+  py_interps_.push_back(in);
   spdlog::info("python: hooked CPython {} at {} (_PyEval_EvalFrameDefault @0x{:x})", in.version_str(), in.path,
                in.eval_offset);
   update_python_states();
@@ -258,13 +265,26 @@ Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
 size_t Engine::rescan_python() {
   if (plan_.py_targets.empty()) return 0;
   size_t hooked = 0;
-  for (const auto& proc : python::scan_processes()) {
-    if (std::find(py_hooked_.begin(), py_hooked_.end(), proc.interpreter) != py_hooked_.end()) continue;
-    if (py_refused_.count(proc.interpreter)) continue;
-    bool wanted = std::any_of(plan_.probes.begin(), plan_.probes.end(), [&](const plan::ProbePlan& pp) {
-      return plan::python_matches(pp, proc.pid, proc.script_path, proc.module);
-    });
+  auto procs = python::scan_processes();
+  // The per-call mechanism is attached per process: release the links of processes gone.
+  for (auto it = py_call_links_.begin(); it != py_call_links_.end();) {
+    bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
+    it = alive ? std::next(it) : py_call_links_.erase(it);
+  }
+  for (const auto& proc : procs) {
+    bool wanted = false, per_call = false;
+    for (const auto& pp : plan_.probes)
+      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) {
+        wanted = true;
+        per_call |= pp.python->per_call;
+      }
     if (!wanted) continue;
+    auto hooked_at = std::find(py_hooked_.begin(), py_hooked_.end(), proc.interpreter);
+    if (hooked_at != py_hooked_.end()) {
+      if (per_call) attach_per_call(proc.pid, static_cast<size_t>(hooked_at - py_hooked_.begin()));
+      continue;
+    }
+    if (py_refused_.count(proc.interpreter)) continue;
     auto in = python::inspect(proc.interpreter);
     if (!in) {
       spdlog::error("python: pid {}: {}", proc.pid, in.error().message);
@@ -281,9 +301,50 @@ size_t Engine::rescan_python() {
       continue;
     }
     ++hooked;
+    if (per_call) attach_per_call(proc.pid, py_hooked_.size() - 1);
   }
   update_python_states();
   return hooked;
+}
+
+void Engine::attach_per_call(int pid, size_t layout) {
+  if (py_call_links_.count(pid) || py_call_refused_.count(pid)) return;
+  const auto& in = py_interps_[layout];
+  if (!in.call_sites) {
+    spdlog::error("python: pid {}: 'mechanism: call' is not available for {} (CPython {}): {}", pid, in.path,
+                  in.version_str(), in.call_error);
+    py_call_refused_.insert(pid);
+    return;
+  }
+  std::vector<Link> links;
+  plan::AttachPoint a;
+  a.binary = in.path;
+  a.pid = pid;
+  a.role = plan::Role::PyResume;
+  for (size_t i = 0; i < in.call_sites->resume.size(); ++i) {
+    a.offset = in.call_sites->resume[i].offset;
+    a.cookie = static_cast<uint32_t>(layout | (i << 8));
+    auto l = attach_point(a);
+    if (!l) {
+      spdlog::error("python: pid {}: {}", pid, l.error().message);
+      py_call_refused_.insert(pid);
+      return;
+    }
+    links.push_back(std::move(*l));
+  }
+  a.role = plan::Role::PyClear;
+  a.offset = in.call_sites->clear.offset;
+  a.cookie = static_cast<uint32_t>(layout);
+  auto l = attach_point(a);
+  if (!l) {
+    spdlog::error("python: pid {}: {}", pid, l.error().message);
+    py_call_refused_.insert(pid);
+    return;
+  }
+  links.push_back(std::move(*l));
+  py_call_links_[pid] = std::move(links);
+  spdlog::info("python: per-call mechanism on pid {} ({} RESUME site{}, frame clear @0x{:x})", pid,
+               in.call_sites->resume.size(), in.call_sites->resume.size() == 1 ? "" : "s", in.call_sites->clear.offset);
 }
 
 void Engine::update_python_states() {

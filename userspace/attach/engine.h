@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -110,7 +111,12 @@ class Engine {
   std::vector<Link> py_links_;                ///< _PyEval_EvalFrameDefault entry + return, per interpreter
   std::vector<std::string> py_hooked_;        ///< interpreter files hooked (index == layout cookie)
   std::set<std::string> py_refused_;          ///< interpreter files refused once (logged once)
+  std::vector<python::Interpreter> py_interps_;  ///< parallel to py_hooked_
+  std::map<int, std::vector<Link>> py_call_links_;  ///< per-call mechanism, per process
+  std::set<int> py_call_refused_;             ///< processes whose interpreter has no per-call sites
   void update_python_states();
+  /// Attaches the per-call mechanism to one process (interpreter at layout index).
+  void attach_per_call(int pid, size_t layout);
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
 };

@@ -374,6 +374,7 @@ class Builder {
     t.qual_len = static_cast<uint8_t>(d.function.size());
     t.file_len = static_cast<uint8_t>(d.file.size());
     t.ret_conv = ret_conv;
+    t.per_call = d.per_call;
     std::memcpy(t.qualname, d.function.data(), d.function.size());
     std::memcpy(t.file, d.file.data(), d.file.size());
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -406,8 +407,11 @@ class Builder {
     for (const auto& proc : procs)
       if (auto in = python::inspect(proc.interpreter)) add_interpreter(*in);
     pp.binary = "python";
-    pp.sites = "calls seen where the interpreter enters a frame from C (_PyEval_EvalFrameDefault): coroutines, "
-               "generators, thread targets, callbacks; no cost to other Python calls" +
+    pp.sites = std::string(d.per_call ? "mechanism call: every frame start (RESUME handler) and end (frame clear) of the "
+                                        "targeted processes: plain calls too, at about 1 us on every Python call of those processes"
+                                      : "mechanism eval: calls seen where the interpreter enters a frame from C "
+                                        "(_PyEval_EvalFrameDefault): coroutines, generators, thread targets, callbacks; "
+                                        "no cost to other Python calls") +
                std::string(source.empty() ? "; source not found, function not checked" : "; defined in " + source +
                            (fn ? ":" + std::to_string(fn->line) + (fn->is_async ? " (async def)" : fn->is_generator ? " (generator)" : "") : ""));
     plan_.specs.push_back(spec);

@@ -22,7 +22,8 @@ namespace insa::plan {
 
 /// PyEntry/PyExit: the interpreter's _PyEval_EvalFrameDefault (uprobe and
 /// uretprobe), shared by every Python probe; their cookie indexes py_layouts.
-enum class Role { Entry, Exit, Uretprobe, Catch, Usdt, PyEntry, PyExit };
+/// PyResume/PyClear: the per-call mechanism (RESUME handler sites, frame clear), per process.
+enum class Role { Entry, Exit, Uretprobe, Catch, Usdt, PyEntry, PyExit, PyResume, PyClear };
 
 /// One uprobe/USDT attachment.
 struct AttachPoint {

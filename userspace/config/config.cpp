@@ -375,7 +375,7 @@ class Parser {
     if (r.lhs.kind == ValueRef::Kind::Exception) {
       if (r.cmp != Cmp::Eq && r.cmp != Cmp::Ne) fail(node, "an exception is compared with == or !=, e.g. 'exception == TimeoutError'");
       r.rhs_name = rhs;
-      r.rhs = python_name_hash(rhs);
+      r.rhs = rhs == "None" ? 0 : python_name_hash(rhs);  // exception == None: the call did not raise
       return;
     }
     if (r.lhs.kind == ValueRef::Kind::Ret && !r.lhs.len_of && rhs == "None") {
@@ -438,7 +438,7 @@ class Parser {
   }
 
   PythonDef python(const YAML::Node& n, const std::string& where) {
-    keys(n, "'python'", {"script", "module", "file", "function", "interpreter", "source"});
+    keys(n, "'python'", {"script", "module", "file", "function", "interpreter", "source", "mechanism"});
     PythonDef d;
     d.mark = mark(n);
     if (n["script"]) d.script = str(n["script"], "'script'");
@@ -453,6 +453,12 @@ class Parser {
     if (d.function.size() >= INSA_PY_NAME_MAX)
       fail(n["function"], "qualified name longer than " + std::to_string(INSA_PY_NAME_MAX - 1) + " bytes");
     if (n["source"]) d.source = str(n["source"], "'source'");
+    if (auto m = n["mechanism"]) {
+      auto v = str(m, "'mechanism'");
+      if (v == "call") d.per_call = true;
+      else if (v != "eval") fail(m, "'mechanism' is eval (default: frames entered from C, free for other calls) or call "
+                                    "(every call, also inlined ones; about 1 us on every Python call of the process)");
+    }
     if (n["file"]) d.file = str(n["file"], "'file'");
     else if (!d.script.empty()) d.file = d.script;
     else {
@@ -506,6 +512,10 @@ class Parser {
       if (py_only && !p.python)
         fail(n, where + ": " + v.str() + " is for python: probes (native probes use $argN, $argN:str, $ret)");
       if (p.python && v.i32) fail(n, where + ": ':i32' is for native probes; Python ints are read whole");
+      if (p.python && p.python->per_call &&
+          (v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::RetStr || v.kind == ValueRef::Kind::RetNone))
+        fail(n, where + ": " + v.str() + ": 'mechanism: call' does not see return values (the frame is cleared after "
+                        "its value left); use the default mechanism for $ret");
     };
     for (const auto& r : p.status) check(r.lhs);
     for (const auto& u : p.updates) {

@@ -107,6 +107,10 @@ struct PythonDef {
   std::string function;     ///< co_qualname: "f", "Class.method", "outer.<locals>.inner"
   std::vector<std::string> interpreters;  ///< attach from the start (else found from matching processes)
   std::string source;       ///< the source file, for checks and $name parameters (default: found)
+  /// `mechanism: call`: every frame start and end of the targeted processes (sees plain
+  /// calls CPython runs inline; costs every Python call of those processes). Default:
+  /// frames entered from C (_PyEval_EvalFrameDefault), free for ordinary calls.
+  bool per_call = false;
   Mark mark, function_mark;
 };
 

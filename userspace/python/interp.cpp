@@ -23,6 +23,10 @@ struct VersionTable {
   uint16_t threads_head;  ///< PyInterpreterState.threads.head
   uint16_t tstate_frame;  ///< tstate -> cframe (3.11/3.12) or current_frame (3.13)
   int16_t cframe_frame;   ///< cframe -> current_frame, -1 when tstate holds it
+  uint16_t tstate_tid;    ///< PyThreadState.native_thread_id
+  uint16_t gilstate;      ///< _PyRuntimeState.gilstate.tstate_current (3.11), 0 after
+  uint8_t op_resume[2];   ///< RESUME and its specialized form (opcode.h)
+  uint8_t op_yield;       ///< YIELD_VALUE
 };
 
 insa_py_layout make(uint16_t code, uint16_t instr, uint16_t owner, uint16_t exc, bool exc_type, bool next,
@@ -48,9 +52,9 @@ insa_py_layout make(uint16_t code, uint16_t instr, uint16_t owner, uint16_t exc,
 }
 
 const VersionTable kTables[] = {
-    {11, make(32, 56, 69, 96, true, false, 75, false, 80, 48, 56), 40, 16, 56, 8},
-    {12, make(0, 56, 70, 96, false, false, 75, true, 72, 40, 48), 40, 72, 56, 0},
-    {13, make(0, 56, 70, 112, false, true, 35, true, 72, 40, 48), 632, 7344, 72, -1},
+    {11, make(32, 56, 69, 96, true, false, 75, false, 80, 48, 56), 40, 16, 56, 8, 160, 576, {150, 151}, 86},
+    {12, make(0, 56, 70, 96, false, false, 75, true, 72, 40, 48), 40, 72, 56, 0, 144, 0, {151, 151}, 150},
+    {13, make(0, 56, 70, 112, false, true, 35, true, 72, 40, 48), 632, 7344, 72, -1, 160, 0, {149, 207}, 118},
 };
 
 const VersionTable* table_for(uint32_t version) {
@@ -230,6 +234,26 @@ Result<Interpreter> inspect(const std::string& path) {
   in.runtime_vaddr = rt->vaddr;
   if (t->minor >= 13)
     if (auto r = check_debug_offsets(*f, rt->vaddr, *t, path); !r) return r.error();
+  auto& l = in.layout;
+  l.runtime = rt->vaddr;
+  l.gilstate_tstate = t->gilstate;
+  l.interp_head = t->interp_head;
+  l.threads_head = t->threads_head;
+  l.tstate_next = 8;
+  l.tstate_tid = t->tstate_tid;
+  l.tstate_frame = t->tstate_frame;
+  l.cframe_frame = t->cframe_frame;
+  l.op_resume[0] = t->op_resume[0];
+  l.op_resume[1] = t->op_resume[1];
+  l.op_yield = t->op_yield;
+  auto sites = find_call_sites(*f, in.version, eval->vaddr, eval->size);
+  if (sites && !sites->resume.empty() && sites->resume.size() <= 2) {
+    for (size_t i = 0; i < sites->resume.size(); ++i) l.site_vaddr[i] = sites->resume[i].vaddr;
+    l.clear_vaddr = sites->clear.vaddr;
+    in.call_sites = *sites;
+  } else {
+    in.call_error = sites ? "unexpected RESUME handlers" : sites.error().message;
+  }
   return in;
 }
 

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
 #include "insa_shared.h"
+#include "python/sites.h"
 
 namespace insa::python {
 
@@ -24,6 +26,10 @@ struct Interpreter {
   uint64_t eval_vaddr = 0;
   uint64_t runtime_vaddr = 0;  ///< _PyRuntime (live checks)
   bool pie = false;            ///< ET_DYN: addresses are relative to the load bias
+  /// The per-call mechanism's sites (RESUME handlers, frame clear); empty with
+  /// `call_error` saying why when they cannot be found.
+  std::optional<CallSites> call_sites;
+  std::string call_error;
   insa_py_layout layout{};
   /// "3.11.2"
   std::string version_str() const;
