@@ -142,13 +142,17 @@ TEST_P(PythonProbe, AttachToRunningProcessExact) {
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   ASSERT_TRUE(eventually([&] { return exp.scrape()["insa_exporter_probe_attached{probe=\"py_request\"}"] == 1; }, 10))
       << exp.log();
+  const pid_t pid = w.pid();
   touch(go);
   int st = w.wait();
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_file(wlog);
   Truth t = read_truth({truth});
   Samples got = exp.scrape();
   expect_truth(got, t, exp.log());
-  EXPECT_NE(exp.log().find("hooked CPython"), std::string::npos) << exp.log();
+  // Hooked for this process only: other Python processes of the host are not trapped.
+  EXPECT_NE(exp.log().find("python: hooked pid " + std::to_string(pid) + " (CPython"), std::string::npos)
+      << exp.log();
+  EXPECT_EQ(exp.log().find("for every process that runs it"), std::string::npos) << exp.log();
 }
 
 // A process started after the exporter, whose interpreter the config names: exact from
@@ -165,6 +169,7 @@ TEST_P(PythonProbe, ProcessStartedLaterExact) {
                                 "--truth", truth});
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
   expect_truth(exp.scrape(), read_truth({truth}), exp.log());
+  EXPECT_NE(exp.log().find("for every process that runs it"), std::string::npos) << exp.log();
 }
 
 // The worker's output, exit status and own accounting are the same with and without
@@ -212,7 +217,7 @@ TEST_P(PythonProbe, PerCallMechanismExact) {
   ASSERT_TRUE(eventually([&] { return read_file(wlog).find("waiting") != std::string::npos; }, 20)) << read_file(wlog);
   Exporter exp(make_config(tag, "", "python_call.yaml"), 19731 + static_cast<int>(in.name[7] - '0'));
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
-  ASSERT_TRUE(eventually([&] { return exp.log().find("per-call mechanism on pid " + std::to_string(w.pid())) != std::string::npos; }, 10))
+  ASSERT_TRUE(eventually([&] { return exp.log().find("python: hooked pid " + std::to_string(w.pid())) != std::string::npos; }, 10))
       << exp.log();
   touch(go);
   int st = w.wait();

@@ -235,30 +235,74 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
   return {};
 }
 
-Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
-  if (std::find(py_hooked_.begin(), py_hooked_.end(), in.path) != py_hooked_.end()) return {};
-  if (py_hooked_.size() >= INSA_MAX_PY_LAYOUTS)
+Result<size_t> Engine::py_layout(const python::Interpreter& in) {
+  for (size_t i = 0; i < py_layouts_.size(); ++i)
+    if (py_layouts_[i].path == in.path) return i;
+  if (py_layouts_.size() >= INSA_MAX_PY_LAYOUTS)
     return Error{"python: more than " + std::to_string(INSA_MAX_PY_LAYOUTS) + " interpreter files; not hooking " + in.path};
-  uint32_t idx = static_cast<uint32_t>(py_hooked_.size());
+  uint32_t idx = static_cast<uint32_t>(py_layouts_.size());
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.py_layouts), &idx, &in.layout, BPF_ANY))
     return Error::from_errno("cannot fill the python layout map");
+  py_layouts_.push_back(in);
+  return static_cast<size_t>(idx);
+}
+
+Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
+  auto idx = py_layout(in);
+  if (!idx) return idx.error();
+  if (py_host_wide_.count(*idx)) return {};
   plan::AttachPoint a;
-  a.role = plan::Role::PyEntry;
   a.binary = in.path;
   a.offset = in.eval_offset;
-  a.cookie = idx;
-  auto entry = attach_point(a);
-  if (!entry) return Error{"python: " + entry.error().message, entry.error().err};
-  a.role = plan::Role::PyExit;
-  auto ret = attach_point(a);
-  if (!ret) return Error{"python: " + ret.error().message, ret.error().err};
-  py_links_.push_back(std::move(*entry));
-  py_links_.push_back(std::move(*ret));
-  py_hooked_.push_back(in.path);
-  py_interps_.push_back(in);
-  spdlog::info("python: hooked CPython {} at {} (_PyEval_EvalFrameDefault @0x{:x})", in.version_str(), in.path,
-               in.eval_offset);
+  a.cookie = static_cast<uint32_t>(*idx);
+  std::vector<Link> links;
+  for (auto role : {plan::Role::PyEntry, plan::Role::PyExit}) {
+    a.role = role;
+    auto l = attach_point(a);
+    if (!l) return Error{"python: " + l.error().message, l.error().err};
+    links.push_back(std::move(*l));
+  }
+  for (auto& l : links) py_host_links_.push_back(std::move(l));
+  py_host_wide_.insert(*idx);
+  spdlog::info("python: hooked CPython {} at {} for every process that runs it (_PyEval_EvalFrameDefault @0x{:x})",
+               in.version_str(), in.path, in.eval_offset);
   update_python_states();
+  return {};
+}
+
+Result<void> Engine::attach_python_pid(int pid, size_t layout, bool eval, bool per_call) {
+  const auto& in = py_layouts_[layout];
+  plan::AttachPoint a;
+  a.binary = in.path;
+  a.pid = pid;
+  std::vector<Link> links;
+  auto add = [&](plan::Role role, uint64_t offset, uint32_t cookie) -> Result<void> {
+    a.role = role;
+    a.offset = offset;
+    a.cookie = cookie;
+    auto l = attach_point(a);
+    if (!l) return Error{"python: " + l.error().message, l.error().err};
+    links.push_back(std::move(*l));
+    return {};
+  };
+  if (eval) {
+    if (auto r = add(plan::Role::PyEntry, in.eval_offset, static_cast<uint32_t>(layout)); !r) return r;
+    if (auto r = add(plan::Role::PyExit, in.eval_offset, static_cast<uint32_t>(layout)); !r) return r;
+  }
+  if (per_call) {
+    if (!in.call_sites)
+      return Error{"python: pid " + std::to_string(pid) + ": 'mechanism: call' is not available for " + in.path +
+                   " (CPython " + in.version_str() + "): " + in.call_error};
+    for (size_t i = 0; i < in.call_sites->resume.size(); ++i)
+      if (auto r = add(plan::Role::PyResume, in.call_sites->resume[i].offset, static_cast<uint32_t>(layout | (i << 8))); !r)
+        return r;
+    if (auto r = add(plan::Role::PyClear, in.call_sites->clear.offset, static_cast<uint32_t>(layout)); !r) return r;
+  }
+  py_pid_links_[pid] = std::move(links);
+  spdlog::info("python: hooked pid {} (CPython {}, {}){}", pid, in.version_str(), in.path,
+               per_call ? " with the per-call mechanism (" + std::to_string(in.call_sites->resume.size()) +
+                              " RESUME sites, frame clear)"
+                        : "");
   return {};
 }
 
@@ -266,24 +310,16 @@ size_t Engine::rescan_python() {
   if (plan_.py_targets.empty()) return 0;
   size_t hooked = 0;
   auto procs = python::scan_processes();
-  // The per-call mechanism is attached per process: release the links of processes gone.
-  for (auto it = py_call_links_.begin(); it != py_call_links_.end();) {
+  for (auto it = py_pid_links_.begin(); it != py_pid_links_.end();) {
     bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
-    it = alive ? std::next(it) : py_call_links_.erase(it);
+    it = alive ? std::next(it) : py_pid_links_.erase(it);
   }
   for (const auto& proc : procs) {
-    bool wanted = false, per_call = false;
+    if (py_pid_links_.count(proc.pid) || py_pid_refused_.count(proc.pid)) continue;
+    bool eval = false, per_call = false;
     for (const auto& pp : plan_.probes)
-      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) {
-        wanted = true;
-        per_call |= pp.python->per_call;
-      }
-    if (!wanted) continue;
-    auto hooked_at = std::find(py_hooked_.begin(), py_hooked_.end(), proc.interpreter);
-    if (hooked_at != py_hooked_.end()) {
-      if (per_call) attach_per_call(proc.pid, static_cast<size_t>(hooked_at - py_hooked_.begin()));
-      continue;
-    }
+      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) (pp.python->per_call ? per_call : eval) = true;
+    if (!eval && !per_call) continue;
     if (py_refused_.count(proc.interpreter)) continue;
     auto in = python::inspect(proc.interpreter);
     if (!in) {
@@ -292,71 +328,42 @@ size_t Engine::rescan_python() {
       continue;
     }
     if (auto v = python::verify_live(proc.pid, *in, in->pie ? proc.interpreter_base : 0); !v) {
-      spdlog::warn("python: {}", v.error().message);  // retried on the next scan
+      spdlog::warn("python: {}", v.error().message);  // a process still starting: retried on the next scan
       continue;
     }
-    if (auto r = attach_interpreter(*in); !r) {
+    auto idx = py_layout(*in);
+    if (!idx) {
+      spdlog::error("{}", idx.error().message);
+      continue;
+    }
+    // A file hooked host-wide already sees this process's frame entries.
+    if (py_host_wide_.count(*idx)) eval = false;
+    if (!eval && !per_call) continue;
+    if (auto r = attach_python_pid(proc.pid, *idx, eval, per_call); !r) {
       spdlog::error("{}", r.error().message);
-      py_refused_.insert(proc.interpreter);
+      py_pid_refused_.insert(proc.pid);
       continue;
     }
     ++hooked;
-    if (per_call) attach_per_call(proc.pid, py_hooked_.size() - 1);
   }
   update_python_states();
   return hooked;
 }
 
-void Engine::attach_per_call(int pid, size_t layout) {
-  if (py_call_links_.count(pid) || py_call_refused_.count(pid)) return;
-  const auto& in = py_interps_[layout];
-  if (!in.call_sites) {
-    spdlog::error("python: pid {}: 'mechanism: call' is not available for {} (CPython {}): {}", pid, in.path,
-                  in.version_str(), in.call_error);
-    py_call_refused_.insert(pid);
-    return;
-  }
-  std::vector<Link> links;
-  plan::AttachPoint a;
-  a.binary = in.path;
-  a.pid = pid;
-  a.role = plan::Role::PyResume;
-  for (size_t i = 0; i < in.call_sites->resume.size(); ++i) {
-    a.offset = in.call_sites->resume[i].offset;
-    a.cookie = static_cast<uint32_t>(layout | (i << 8));
-    auto l = attach_point(a);
-    if (!l) {
-      spdlog::error("python: pid {}: {}", pid, l.error().message);
-      py_call_refused_.insert(pid);
-      return;
-    }
-    links.push_back(std::move(*l));
-  }
-  a.role = plan::Role::PyClear;
-  a.offset = in.call_sites->clear.offset;
-  a.cookie = static_cast<uint32_t>(layout);
-  auto l = attach_point(a);
-  if (!l) {
-    spdlog::error("python: pid {}: {}", pid, l.error().message);
-    py_call_refused_.insert(pid);
-    return;
-  }
-  links.push_back(std::move(*l));
-  py_call_links_[pid] = std::move(links);
-  spdlog::info("python: per-call mechanism on pid {} ({} RESUME site{}, frame clear @0x{:x})", pid,
-               in.call_sites->resume.size(), in.call_sites->resume.size() == 1 ? "" : "s", in.call_sites->clear.offset);
-}
-
 void Engine::update_python_states() {
+  const bool any = !py_host_wide_.empty() || !py_pid_links_.empty();
+  size_t points = py_host_links_.size();
+  for (const auto& [pid, links] : py_pid_links_) points += links.size();
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     const auto& pp = plan_.probes[i];
     if (!pp.python) continue;
     auto& st = states_[i];
-    st.attached = !py_hooked_.empty();
-    st.points_attached = py_hooked_.size() * 2;
-    st.error = st.attached ? "" : pp.mark.str() + ": probe '" + pp.name + "': no process runs " +
-                                      (pp.python->script.empty() ? "module " + pp.python->module : pp.python->script) +
-                                      " yet; its interpreter is hooked when one starts (or name it in python.interpreter)";
+    st.attached = any;
+    st.points_attached = points;
+    st.error = any ? "" : pp.mark.str() + ": probe '" + pp.name + "': no process runs " +
+                              (pp.python->script.empty() ? "module " + pp.python->module : pp.python->script) +
+                              " yet; it is hooked when one starts (within a second), or from its start when "
+                              "python.interpreter names its interpreter";
   }
 }
 

@@ -84,11 +84,12 @@ class Engine {
   Result<void> watch_exits(std::function<void(const ExitEvent&)> cb);
   /// Drains pending exit events; waits at most timeout_ms.
   int poll_exits(int timeout_ms);
-  /// Python probes: finds processes they target that run an interpreter not yet hooked,
-  /// checks its layout against the live process, and hooks it. Called at start and on
-  /// every process scan. Returns the number of interpreters hooked by this call.
+  /// Python probes: finds the processes they target, checks each one's interpreter
+  /// layout against the live process, and hooks it: per process, or host-wide on an
+  /// interpreter named in `python.interpreter`. Releases the hooks of processes gone.
+  /// Called at start and on every process scan. Returns the processes newly hooked.
   size_t rescan_python();
-  /// Hooks one interpreter file (all its processes); a no-op when already hooked.
+  /// Hooks an interpreter file for every process that runs it (python.interpreter).
   Result<void> attach_interpreter(const python::Interpreter& in);
 
   const std::vector<ProbeState>& states() const { return states_; }
@@ -108,15 +109,16 @@ class Engine {
   std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes
   std::vector<Link> retired_links_;       ///< links on replaced binaries
   std::vector<ProbeState> states_;
-  std::vector<Link> py_links_;                ///< _PyEval_EvalFrameDefault entry + return, per interpreter
-  std::vector<std::string> py_hooked_;        ///< interpreter files hooked (index == layout cookie)
-  std::set<std::string> py_refused_;          ///< interpreter files refused once (logged once)
-  std::vector<python::Interpreter> py_interps_;  ///< parallel to py_hooked_
-  std::map<int, std::vector<Link>> py_call_links_;  ///< per-call mechanism, per process
-  std::set<int> py_call_refused_;             ///< processes whose interpreter has no per-call sites
+  /// Python: one layout per interpreter file (index == cookie of its hooks).
+  std::vector<python::Interpreter> py_layouts_;
+  std::set<std::string> py_refused_;            ///< files refused once (logged once)
+  std::vector<Link> py_host_links_;             ///< frame-entry hooks on whole files
+  std::set<size_t> py_host_wide_;               ///< layouts hooked host-wide
+  std::map<int, std::vector<Link>> py_pid_links_;  ///< per process: frame-entry and/or per-call hooks
+  std::set<int> py_pid_refused_;                ///< processes that cannot be hooked (logged once)
+  Result<size_t> py_layout(const python::Interpreter& in);
+  Result<void> attach_python_pid(int pid, size_t layout, bool eval, bool per_call);
   void update_python_states();
-  /// Attaches the per-call mechanism to one process (interpreter at layout index).
-  void attach_per_call(int pid, size_t layout);
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
 };

@@ -404,8 +404,20 @@ class Builder {
       if (!in) return Error{d.mark.str() + ": " + in.error().message};
       add_interpreter(*in);
     }
-    for (const auto& proc : procs)
-      if (auto in = python::inspect(proc.interpreter)) add_interpreter(*in);
+    // Processes running now (hooked per process at start), for `check` to show.
+    std::string running;
+    for (const auto& proc : procs) {
+      auto in = python::inspect(proc.interpreter);
+      running += "; pid " + std::to_string(proc.pid) + ": " +
+                 (in ? "CPython " + in->version_str() + " (" + in->path + ")" +
+                           (d.per_call && !in->call_sites ? ", per-call mechanism unavailable: " + in->call_error : "")
+                     : in.error().message);
+      if (procs.size() > 8 && &proc == &procs[7]) {
+        running += "; ...";
+        break;
+      }
+    }
+    if (procs.empty()) running = "; no process runs it now";
     pp.binary = "python";
     pp.sites = std::string(d.per_call ? "mechanism call: every frame start (RESUME handler) and end (frame clear) of the "
                                         "targeted processes: plain calls too, at about 1 us on every Python call of those processes"
@@ -413,7 +425,8 @@ class Builder {
                                         "(_PyEval_EvalFrameDefault): coroutines, generators, thread targets, callbacks; "
                                         "no cost to other Python calls") +
                std::string(source.empty() ? "; source not found, function not checked" : "; defined in " + source +
-                           (fn ? ":" + std::to_string(fn->line) + (fn->is_async ? " (async def)" : fn->is_generator ? " (generator)" : "") : ""));
+                           (fn ? ":" + std::to_string(fn->line) + (fn->is_async ? " (async def)" : fn->is_generator ? " (generator)" : "") : "")) +
+               running;
     plan_.specs.push_back(spec);
     plan_.py_targets.push_back(t);
     plan_.probes.push_back(std::move(pp));
