@@ -199,7 +199,7 @@ class Parser {
   ValueRef value(const YAML::Node& n, const std::string& what, bool allow_literal) {
     if (!n.IsScalar()) fail(n, what + " must be a scalar");
     std::string why;
-    if (auto v = parse_value(n.Scalar(), &why)) return *v;
+    if (auto v = parse_value(n.Scalar(), &why, python_ctx_)) return *v;
     if (!why.empty()) fail(n, why);
     if (!allow_literal) fail(n, what + ": '" + n.Scalar() + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid or an integer)");
     ValueRef r;
@@ -350,7 +350,7 @@ class Parser {
     std::string lhs, op, rhs;
     in >> lhs >> op >> rhs;
     std::string rest;
-    if (lhs == "exception" && op.empty()) {  // Python: the call raised
+    if (python_ctx_ && lhs == "exception" && op.empty()) {  // Python: the call raised
       r.lhs.kind = ValueRef::Kind::Exception;
       r.cmp = Cmp::Ne;
       r.rhs = 0;
@@ -359,10 +359,11 @@ class Parser {
     if (lhs.empty() || op.empty() || rhs.empty() || (in >> rest)) fail(node, "a condition is '<ret|duration|argN> <op> <value>', e.g. 'ret < 0' or 'duration > 100ms'");
     if (lhs[0] != '$') lhs = "$" + lhs;
     std::string why;
-    auto v = parse_value(lhs, &why);
+    auto v = parse_value(lhs, &why, python_ctx_);
     if (!v || !(v->kind == ValueRef::Kind::Ret || v->kind == ValueRef::Kind::Duration || v->kind == ValueRef::Kind::Arg ||
                 v->kind == ValueRef::Kind::ArgLen || v->kind == ValueRef::Kind::Exception))
-      fail(node, "a condition tests ret, duration or argN (Python also: exception, argN:len, ret:len), not '" +
+      fail(node, std::string("a condition tests ret, duration or argN") +
+                     (python_ctx_ ? " (Python also: exception, argN:len, ret:len, a parameter name)" : "") + ", not '" +
                      lhs.substr(1) + "'");
     r.lhs = *v;
     static const std::map<std::string, Cmp> ops{{"<", Cmp::Lt}, {"<=", Cmp::Le}, {"==", Cmp::Eq},
@@ -412,7 +413,9 @@ class Parser {
       for (const char* k : {"binary", "function", "usdt", "offset", "exit"})
         if (n[k]) fail(n[k], where + ": '" + k + "' does not apply to a python: probe (the interpreter is found from the process)");
       p.python = python(py, where);
+      python_ctx_ = true;
       parse_probe_body(n, c, p, where);
+      python_ctx_ = false;
       return p;
     }
     p.binary = req_str(n, "binary", where);
@@ -541,6 +544,7 @@ class Parser {
   }
 
   std::string file_;
+  bool python_ctx_ = false;  ///< parsing a python: probe: its values are allowed
 };
 
 }  // namespace
@@ -605,7 +609,7 @@ std::optional<int64_t> parse_duration_ns(const std::string& s) {
   return std::nullopt;
 }
 
-std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool python) {
   ValueRef r;
   if (s.empty()) return std::nullopt;
   if (s[0] != '$') {
@@ -623,7 +627,7 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
   std::string body = s.substr(1);
   if (body.size() > 4 && body.compare(body.size() - 4, 4, ":i32") == 0 &&
       (body.rfind("ret", 0) == 0 || body.rfind("arg", 0) == 0)) {
-    auto v = parse_value("$" + body.substr(0, body.size() - 4), why);
+    auto v = parse_value("$" + body.substr(0, body.size() - 4), why, python);
     if (!v || (v->kind != ValueRef::Kind::Ret && v->kind != ValueRef::Kind::Arg)) {
       if (why && (v || why->empty())) *why = "'" + s + "': ':i32' applies to $ret and integer arguments $argN only";
       return std::nullopt;
@@ -656,36 +660,41 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
   if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
   if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }
   if (body == "pid") { r.kind = ValueRef::Kind::Pid; return r; }
-  if (head == "ret" && suffix == "len") { r.kind = ValueRef::Kind::Ret; r.len_of = true; return r; }
-  if (head == "ret" && is_str) { r.kind = ValueRef::Kind::RetStr; r.len = str_len(suffix); return r; }
-  if (head == "exception" && (suffix.empty() || is_str)) {
+  const std::string general =
+      "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid" +
+      (python ? "; Python also: $name, $argN:len, $ret:len, $ret:str, $exception)" : ")");
+  const std::string arg_help = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN" +
+                               std::string(python ? ", lengths $argN:len" : "");
+  if (python && head == "ret" && suffix == "len") { r.kind = ValueRef::Kind::Ret; r.len_of = true; return r; }
+  if (python && head == "ret" && is_str) { r.kind = ValueRef::Kind::RetStr; r.len = str_len(suffix); return r; }
+  if (python && head == "exception" && (suffix.empty() || is_str)) {
     r.kind = ValueRef::Kind::Exception;
     r.len = suffix.empty() ? 32 : str_len(suffix);
     return r;
   }
   auto with_suffix = [&](ValueRef v) -> std::optional<ValueRef> {
     if (suffix.empty()) { v.kind = ValueRef::Kind::Arg; return v; }
-    if (suffix == "len") { v.kind = ValueRef::Kind::ArgLen; return v; }
+    if (python && suffix == "len") { v.kind = ValueRef::Kind::ArgLen; return v; }
     if (is_str) { v.kind = ValueRef::Kind::ArgStr; v.len = str_len(suffix); return v; }
-    if (why) *why = "'" + s + "': unknown conversion ':" + suffix + "' (use :str, :strLEN, :i32, or :len for Python)";
+    if (why) *why = arg_help;
     return std::nullopt;
   };
   if (head.rfind("arg", 0) == 0 && head.size() == 4 && head[3] >= '1' && head[3] <= '6') {
     r.arg = head[3] - '0';
     return with_suffix(r);
   }
-  if (head.rfind("arg", 0) == 0 && head.size() > 3 && std::isdigit(static_cast<unsigned char>(head[3]))) {
-    if (why) *why = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN";
+  if (head.rfind("arg", 0) == 0 && (head.size() == 3 || std::isdigit(static_cast<unsigned char>(head[3])))) {
+    if (why) *why = arg_help;
     return std::nullopt;
   }
   // A Python parameter by name ($request, $self): resolved against the function's source.
   const bool ident = !head.empty() && (std::isalpha(static_cast<unsigned char>(head[0])) || head[0] == '_') &&
                      std::all_of(head.begin(), head.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
-  if (ident && head != "ret" && head != "duration" && head != "status" && head != "pid") {
+  if (python && ident && head != "ret" && head != "duration" && head != "status" && head != "pid" && head != "exception") {
     r.name = head;
     return with_suffix(r);
   }
-  if (why) *why = "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid; Python: $name, $argN:len, $exception)";
+  if (why) *why = general;
   return std::nullopt;
 }
 

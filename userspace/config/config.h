@@ -160,6 +160,7 @@ Result<Config> load_config(const std::string& path);
 /// Parses "100ms", "2s", "1.5s", "250us", "10ns" to nanoseconds.
 std::optional<int64_t> parse_duration_ns(const std::string& s);
 /// Parses a value expression ($arg2, $ret, ...); nullopt when not an expression.
-std::optional<ValueRef> parse_value(const std::string& s, std::string* why);
+/// `python`: also the values of python: probes ($name, $argN:len, $ret:len, $ret:str, $exception).
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool python = false);
 
 }  // namespace insa::config
