@@ -94,7 +94,8 @@ TEST_P(PythonListProbes, RunningProcessByPid) {
   require_root();
   const auto& in = GetParam();
   struct stat st {};
-  ASSERT_EQ(stat(in.python.c_str(), &st), 0) << in.python << " is missing: the image's interpreters are part of this test";
+  ASSERT_EQ(stat(in.python.c_str(), &st), 0)
+      << in.python << " is missing: the image's interpreters are part of this test";
   const std::string go = "/tmp/insa-list-never-" + std::string(in.name);
   std::remove(go.c_str());
   const std::string log = "/tmp/insa-list-worker-" + std::string(in.name) + ".log";
@@ -116,9 +117,9 @@ TEST_P(PythonListProbes, RunningProcessByPid) {
   auto got = lines_of(out);
   EXPECT_EQ(got, want);
   // The four the probes of tests/root/configs/python.yaml name, spelled out.
-  for (const std::string line : {"async def Agent.handle_request(self, request, mode)  line 43",
-                                  "def parse_record(record)  line 80", "generator produce(n)  line 88",
-                                  "def never_called()  line 94"})
+  for (const std::string line :
+       {"async def Agent.handle_request(self, request, mode)  line 43", "def parse_record(record)  line 80",
+        "generator produce(n)  line 88", "def never_called()  line 94"})
     EXPECT_EQ(std::count(got.begin(), got.end(), line), 1) << line << "\n" << out;
 
   auto [rc2, out2] = run_capture({exporter(), "list-probes", "pid:" + pid});
@@ -152,7 +153,8 @@ TEST(PythonListProbesScript, ScriptNamedByItsShebang) {
 
   auto [rc2, out2] = run_capture({exporter(), "list-probes", "/tmp/insa-no-such-worker.py"});
   EXPECT_EQ(WEXITSTATUS(rc2), 1) << out2;
-  EXPECT_EQ(out2, "insa-exporter: cannot read Python source '/tmp/insa-no-such-worker.py': No such file or directory\n");
+  EXPECT_EQ(out2,
+            "insa-exporter: cannot read Python source '/tmp/insa-no-such-worker.py': No such file or directory\n");
 }
 
 // `python3 -m pkg.mod`: the module's file under the process's working directory.
@@ -163,7 +165,7 @@ TEST(PythonListProbesModule, ModuleProcessByPid) {
   std::filesystem::create_directories(dir + "/jobs");
   std::ofstream(dir + "/jobs/__init__.py") << "";
   std::ofstream(dir + "/jobs/runner.py") << "import time\n\n\nclass Runner:\n    def run(self, job, *, retries=2):\n"
-                                             "        yield job\n\n\nprint('up', flush=True)\ntime.sleep(30)\n";
+                                            "        yield job\n\n\nprint('up', flush=True)\ntime.sleep(30)\n";
   const std::string log = dir + ".log";
   std::remove(log.c_str());
   // exec keeps the PID: the shell only sets the working directory.

@@ -163,14 +163,16 @@ TEST(PythonConfig, ScriptAndModuleAreExclusive) {
     metrics: [{metric: insa_py_calls_total, labels: {status: x}}]
 )";
   EXPECT_EQ(error_of(both),
-            msg(both, "{script: w.py", "probe 'p': 'python' needs exactly one of 'script' (e.g. worker.py) or 'module' (e.g. pkg.worker)"));
+            msg(both, "{script: w.py",
+                "probe 'p': 'python' needs exactly one of 'script' (e.g. worker.py) or 'module' (e.g. pkg.worker)"));
   const std::string neither = kMetrics + R"(  - name: p
     python:
       function: f
     metrics: [{metric: insa_py_calls_total, labels: {status: x}}]
 )";
   EXPECT_EQ(error_of(neither),
-            msg(neither, "function: f", "probe 'p': 'python' needs exactly one of 'script' (e.g. worker.py) or 'module' (e.g. pkg.worker)"));
+            msg(neither, "function: f",
+                "probe 'p': 'python' needs exactly one of 'script' (e.g. worker.py) or 'module' (e.g. pkg.worker)"));
 }
 
 TEST(PythonConfig, BadQualifiedNames) {
@@ -178,7 +180,8 @@ TEST(PythonConfig, BadQualifiedNames) {
     const std::string text = kMetrics + "  - name: p\n    python: {script: w.py, function: \"" + bad +
                              "\"}\n    metrics: [{metric: insa_py_calls_total, labels: {status: x}}]\n";
     EXPECT_EQ(error_of(text),
-              msg(text, "\"" + bad, "'" + bad + "' is not a qualified name such as handle, Agent.handle or outer.<locals>.inner"))
+              msg(text, "\"" + bad,
+                  "'" + bad + "' is not a qualified name such as handle, Agent.handle or outer.<locals>.inner"))
         << bad;
   }
   const std::string missing = kMetrics + R"(  - name: p
@@ -193,9 +196,10 @@ TEST(PythonConfig, NativeKeysInAPythonProbe) {
     const std::string text = kMetrics + "  - name: p\n    python: {script: w.py, function: f}\n    " + key +
                              "\n    metrics: [{metric: insa_py_calls_total, labels: {status: x}}]\n";
     const std::string k = key.substr(0, key.find(':'));
-    EXPECT_EQ(error_of(text),
-              msg(text, key.substr(k.size() + 2),
-                  "probe 'p': '" + k + "' does not apply to a python: probe (the interpreter is found from the process)"))
+    EXPECT_EQ(
+        error_of(text),
+        msg(text, key.substr(k.size() + 2),
+            "probe 'p': '" + k + "' does not apply to a python: probe (the interpreter is found from the process)"))
         << key;
   }
 }
@@ -215,10 +219,11 @@ TEST(PythonConfig, PythonOnlyValuesInANativeProbe) {
       {"{metric: insa_py_calls_total, labels: {status: x}, if: ret == None}", "ret == None"},
   };
   for (const auto& c : cases) {
-    const std::string text = kMetrics + "  - name: n\n    binary: /bin/true\n    function: main\n    metrics:\n      - " +
-                             c.update + "\n";
+    const std::string text =
+        kMetrics + "  - name: n\n    binary: /bin/true\n    function: main\n    metrics:\n      - " + c.update + "\n";
     EXPECT_EQ(error_of(text),
-              msg(text, "name: n", "probe 'n': " + c.shown + " is for python: probes (native probes use $argN, $argN:str, $ret)"))
+              msg(text, "name: n",
+                  "probe 'n': " + c.shown + " is for python: probes (native probes use $argN, $argN:str, $ret)"))
         << c.update;
   }
   const std::string rule = kMetrics + R"(  - name: n
@@ -228,8 +233,9 @@ TEST(PythonConfig, PythonOnlyValuesInANativeProbe) {
       - {if: exception == ValueError, then: error}
     metrics: [{metric: insa_py_calls_total, labels: {status: $status}}]
 )";
-  EXPECT_EQ(error_of(rule),
-            msg(rule, "name: n", "probe 'n': $exception is for python: probes (native probes use $argN, $argN:str, $ret)"));
+  EXPECT_EQ(
+      error_of(rule),
+      msg(rule, "name: n", "probe 'n': $exception is for python: probes (native probes use $argN, $argN:str, $ret)"));
 }
 
 TEST(PythonConfig, NativeOnlyValuesAndComparisonsInAPythonProbe) {
@@ -253,7 +259,8 @@ TEST(PythonConfig, NativeOnlyValuesAndComparisonsInAPythonProbe) {
       - {if: exception < TimeoutError, then: error}
     metrics: [{metric: insa_py_calls_total, labels: {status: $status}}]
 )";
-  EXPECT_EQ(error_of(lt), msg(lt, "exception <", "an exception is compared with == or !=, e.g. 'exception == TimeoutError'"));
+  EXPECT_EQ(error_of(lt),
+            msg(lt, "exception <", "an exception is compared with == or !=, e.g. 'exception == TimeoutError'"));
   const std::string none_lt = kMetrics + R"(  - name: p
     python: {script: w.py, function: f}
     status:
@@ -351,8 +358,8 @@ async def top_level(session, *, retries=3):
 std::string row(const python::PyFunction& f) {
   std::string params;
   for (const auto& p : f.params) params += (params.empty() ? "" : ",") + p;
-  return f.qualname + " " + std::to_string(f.line) + " " + (f.is_async ? "1" : "0") + " " + (f.is_generator ? "1" : "0") +
-         " " + params;
+  return f.qualname + " " + std::to_string(f.line) + " " + (f.is_async ? "1" : "0") + " " +
+         (f.is_generator ? "1" : "0") + " " + params;
 }
 
 TEST(PythonSource, ScanSourceExact) {
@@ -594,7 +601,8 @@ uint64_t readelf_offset(const std::string& file, uint64_t vaddr) {
     std::istringstream ls(line);
     std::string type, off, va, pa, filesz;
     if (!(ls >> type >> off >> va >> pa >> filesz) || type != "LOAD") continue;
-    if (vaddr >= hex_value(va) && vaddr < hex_value(va) + hex_value(filesz)) return vaddr - hex_value(va) + hex_value(off);
+    if (vaddr >= hex_value(va) && vaddr < hex_value(va) + hex_value(filesz))
+      return vaddr - hex_value(va) + hex_value(off);
   }
   ADD_FAILURE() << "no LOAD segment of " << file << " holds " << vaddr;
   return 0;
@@ -702,7 +710,8 @@ Result<plan::Plan> plan_of(const std::string& yaml, config::Config* keep) {
 }
 
 TEST(PythonPlan, NamedParametersBecomeSlots) {
-  const std::string yaml = plan_yaml("Agent.handle_request", R"(      - {metric: insa_py_calls_total, labels: {mode: $mode:str16, status: $status}}
+  const std::string yaml = plan_yaml(
+      "Agent.handle_request", R"(      - {metric: insa_py_calls_total, labels: {mode: $mode:str16, status: $status}}
       - {metric: insa_py_size_bytes, observe: $request:len}
       - {metric: insa_py_size_bytes, observe: $arg2:len, if: ret != None}
       - {metric: insa_py_n_total, count: $self, if: request:len > 5}
@@ -765,21 +774,24 @@ TEST(PythonPlan, ReturnValueConversions) {
   ASSERT_TRUE(len.ok()) << len.error().message;
   EXPECT_EQ(len->py_targets[0].ret_conv, INSA_PY_LEN);
   config::Config cfg2;
-  auto i = plan_of(plan_yaml("produce", "      - {metric: insa_py_size_bytes, observe: $n, when: entry}\n"
-                                        "      - {metric: insa_py_size_bytes, observe: $ret}\n"),
+  auto i = plan_of(plan_yaml("produce",
+                             "      - {metric: insa_py_size_bytes, observe: $n, when: entry}\n"
+                             "      - {metric: insa_py_size_bytes, observe: $ret}\n"),
                    &cfg2);
   ASSERT_TRUE(i.ok()) << i.error().message;
   EXPECT_EQ(i->py_targets[0].ret_conv, INSA_PY_INT);
   EXPECT_EQ(i->py_targets[0].slots[0].local, 0);
   EXPECT_EQ(i->py_targets[0].slots[0].conv, INSA_PY_INT);
   config::Config cfg3;
-  const std::string both = plan_yaml("parse_record", "      - {metric: insa_py_size_bytes, observe: $ret:len}\n"
-                                                     "      - {metric: insa_py_size_bytes, observe: $ret}\n");
+  const std::string both = plan_yaml("parse_record",
+                                     "      - {metric: insa_py_size_bytes, observe: $ret:len}\n"
+                                     "      - {metric: insa_py_size_bytes, observe: $ret}\n");
   auto b = plan_of(both, &cfg3);
   ASSERT_FALSE(b.ok());
-  EXPECT_EQ(b.error().message, kPlanFile + ":" + at(both, "name: req") +
-                                   ": probe 'req' reads the return value as $ret:len and as $ret; one probe reads it one "
-                                   "way (split it into two probes)");
+  EXPECT_EQ(b.error().message,
+            kPlanFile + ":" + at(both, "name: req") +
+                ": probe 'req' reads the return value as $ret:len and as $ret; one probe reads it one "
+                "way (split it into two probes)");
 }
 
 TEST(PythonPlan, UnknownParameter) {
@@ -802,14 +814,16 @@ TEST(PythonPlan, UnknownFunctionSuggests) {
   config::Config cfg;
   auto p = plan_of(yaml, &cfg);
   ASSERT_FALSE(p.ok());
-  EXPECT_EQ(p.error().message, kPlanFile + ":" + at(yaml, "handle_request") + ": function 'handle_request' is not defined in " +
-                                   src + "; did you mean 'Agent.handle_request'? (run 'insa-exporter list-probes " + src +
+  EXPECT_EQ(p.error().message, kPlanFile + ":" + at(yaml, "handle_request") +
+                                   ": function 'handle_request' is not defined in " + src +
+                                   "; did you mean 'Agent.handle_request'? (run 'insa-exporter list-probes " + src +
                                    "' to see its functions)");
   const std::string none = plan_yaml("Agent.missing", "      - {metric: insa_py_n_total}\n");
   auto q = plan_of(none, &cfg);
   ASSERT_FALSE(q.ok());
-  EXPECT_EQ(q.error().message, kPlanFile + ":" + at(none, "Agent.missing") + ": function 'Agent.missing' is not defined in " +
-                                   src + " (run 'insa-exporter list-probes " + src + "' to see its functions)");
+  EXPECT_EQ(q.error().message, kPlanFile + ":" + at(none, "Agent.missing") +
+                                   ": function 'Agent.missing' is not defined in " + src +
+                                   " (run 'insa-exporter list-probes " + src + "' to see its functions)");
 }
 
 TEST(PythonPlan, MissingSourceAndBadInterpreter) {

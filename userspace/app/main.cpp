@@ -86,8 +86,9 @@ std::string shebang_interpreter(const std::string& shebang) {
 /// is the path as the user knows it, `path` where this process can read it.
 std::string describe_interpreter(const std::string& shown, const std::string& path) {
   if (first_line(path).rfind("#!", 0) == 0)
-    return shown + " is a wrapper script (a pyenv shim?), not the interpreter; the exporter finds the interpreter "
-                   "from the process running the script";
+    return shown +
+           " is a wrapper script (a pyenv shim?), not the interpreter; the exporter finds the interpreter "
+           "from the process running the script";
   auto in = python::inspect(path);
   if (!in) {
     std::string why = in.error().message;
@@ -97,7 +98,8 @@ std::string describe_interpreter(const std::string& shown, const std::string& pa
   std::string file = in->path;
   if (shown != path && file == path) file = shown;
   std::error_code ec;
-  if (file == shown && std::filesystem::is_symlink(path, ec)) file += " -> " + std::filesystem::canonical(path, ec).string();
+  if (file == shown && std::filesystem::is_symlink(path, ec))
+    file += " -> " + std::filesystem::canonical(path, ec).string();
   return file + " (CPython " + in->version_str() + ")";
 }
 
@@ -109,9 +111,10 @@ std::string kind_of(const python::PyFunction& f) {
 
 void print_python_functions(const std::vector<python::PyFunction>& funcs, const std::string& target,
                             const std::string& pid_note) {
-  std::printf("# probe one in probes.yaml with  python: {%s, function: QUALNAME}%s; its parameters are values "
-              "$NAME, $NAME:len, $NAME:str\n",
-              target.c_str(), pid_note.c_str());
+  std::printf(
+      "# probe one in probes.yaml with  python: {%s, function: QUALNAME}%s; its parameters are values "
+      "$NAME, $NAME:len, $NAME:str\n",
+      target.c_str(), pid_note.c_str());
   for (const auto& f : funcs) {
     std::string params;
     for (const auto& p : f.params) params += (params.empty() ? "" : ", ") + p;
@@ -251,17 +254,22 @@ int main(int argc, char** argv) {
   std::string listen;
   std::string level = "info";
   cli.add_option("--config.file", config_file, "probes.yaml to load")->capture_default_str();
-  cli.add_option("--web.listen-address", listen, "address to serve /metrics on (default :9091, or exporter.listen_address)");
+  cli.add_option("--web.listen-address", listen,
+                 "address to serve /metrics on (default :9091, or exporter.listen_address)");
   cli.add_option("--log.level", level, "debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  auto* check_cmd = cli.add_subcommand("check", "validate a config: binaries, symbols, return sites, BPF verifier; no attach");
+  auto* check_cmd =
+      cli.add_subcommand("check", "validate a config: binaries, symbols, return sites, BPF verifier; no attach");
   std::string check_file;
   check_cmd->add_option("file", check_file, "probes.yaml")->required();
   auto* list_cmd = cli.add_subcommand(
-      "list-probes", "list the functions (demangled) and USDT probes of a binary, or the functions of a Python script or process");
+      "list-probes",
+      "list the functions (demangled) and USDT probes of a binary, or the functions of a Python script or process");
   std::string list_bin;
-  list_cmd->add_option("target", list_bin, "executable or shared library (path or soname), Python script, or PID (1234, pid:1234)")
+  list_cmd
+      ->add_option("target", list_bin,
+                   "executable or shared library (path or soname), Python script, or PID (1234, pid:1234)")
       ->required();
   try {
     cli.parse(argc, argv);

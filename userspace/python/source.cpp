@@ -30,9 +30,9 @@ std::vector<Logical> logical_lines(const std::string& text) {
   std::string line;
   int lineno = 0;
   Logical cur;
-  bool open = false;       // inside a logical line
-  int depth = 0;           // open brackets
-  std::string triple;      // the delimiter of an open triple-quoted string
+  bool open = false;   // inside a logical line
+  int depth = 0;       // open brackets
+  std::string triple;  // the delimiter of an open triple-quoted string
   while (std::getline(in, line)) {
     ++lineno;
     size_t i = 0;
@@ -48,7 +48,8 @@ std::vector<Logical> logical_lines(const std::string& text) {
     for (; i < line.size(); ++i) {
       const char c = line[i];
       if (!triple.empty()) {
-        if (c == '\\') ++i;
+        if (c == '\\')
+          ++i;
         else if (line.compare(i, 3, triple) == 0) {
           triple.clear();
           i += 2;
@@ -106,8 +107,10 @@ std::vector<std::string> split_params(const std::string& s) {
   for (char c : s) {
     if (c == '(' || c == '[' || c == '{') ++depth;
     if (c == ')' || c == ']' || c == '}') --depth;
-    if (c == ',' && depth == 0) flush();
-    else cur += c;
+    if (c == ',' && depth == 0)
+      flush();
+    else
+      cur += c;
   }
   flush();
   return out;
