@@ -183,6 +183,27 @@ TEST(PythonListProbesModule, ModuleProcessByPid) {
                 "generator Runner.run(self, job, retries)  line 5",
             }));
   m = Child();
+
+  // A package run with -m: its __main__.py, named with file: since the default is jobs.py.
+  std::ofstream(dir + "/jobs/__main__.py") << "import time\n\n\nasync def serve(port):\n    pass\n\n\n"
+                                              "print('up', flush=True)\ntime.sleep(30)\n";
+  const std::string log2 = dir + "-main.log";
+  std::remove(log2.c_str());
+  Child pkg = Child::spawn({"/bin/sh", "-c", "cd " + dir + " && exec /usr/bin/python3.11 -m jobs"}, log2);
+  ASSERT_TRUE(wait_for(log2, "up")) << slurp(log2);
+  const std::string pid2 = std::to_string(pkg.pid());
+  auto [rc2, out2] = run_capture({exporter(), "list-probes", "pid:" + pid2});
+  EXPECT_EQ(rc2, 0) << out2;
+  EXPECT_EQ(lines_of(out2),
+            (std::vector<std::string>{
+                "# pid " + pid2 + ": Python functions of " + dir + "/jobs/__main__.py",
+                "# interpreter: /usr/bin/python3.11 (CPython " + version_of("/usr/bin/python3.11") + ")",
+                "# probe one in probes.yaml with  python: {module: jobs, file: jobs/__main__.py, function: QUALNAME} "
+                "(and pid: " +
+                    pid2 + " for this process only); its parameters are values $NAME, $NAME:len, $NAME:str",
+                "async def serve(port)  line 4",
+            }));
+  pkg = Child();
   std::filesystem::remove_all(dir);
 }
 

@@ -159,7 +159,9 @@ int list_python_pid(int pid) {
   std::error_code ec;
   const std::string root = std::filesystem::read_symlink(proc + "/root", ec).string();
   const std::string via = ec || root == "/" ? "" : proc + "/root";
-  const std::string interp = describe_interpreter(p->interpreter, via + p->interpreter);
+  const std::string interp = p->interpreter.empty() ? "unknown: cannot read " + proc + "/maps or " + proc +
+                                                          "/exe (run as root, as the exporter does)"
+                                                    : describe_interpreter(p->interpreter, via + p->interpreter);
   std::string source, target;
   if (!p->script_path.empty()) {
     source = p->script_path;
@@ -177,7 +179,11 @@ int list_python_pid(int pid) {
     if (source.empty())
       return fail_line("pid " + std::to_string(pid) + " runs module " + p->module + ", whose source is not under its " +
                        "working directory " + cwd + "; run 'insa-exporter list-probes PATH/TO/" + rel + ".py'");
-    target = "module: " + p->module;
+    // A package's __main__.py is not the file a module: probe matches by default: name it.
+    target = "module: " + p->module +
+             (source.size() > 12 && source.compare(source.size() - 12, 12, "/__main__.py") == 0
+                  ? ", file: " + rel + "/__main__.py"
+                  : "");
   } else {
     return fail_line("pid " + std::to_string(pid) + " runs Python without a script file (-c, stdin or interactive); " +
                      "python: probes match a script or a module");
