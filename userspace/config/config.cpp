@@ -200,6 +200,8 @@ class Parser {
     if (!n.IsScalar()) fail(n, what + " must be a scalar");
     std::string why;
     if (auto v = parse_value(n.Scalar(), &why, python_ctx_)) return *v;
+    if (auto pv = python_ctx_ ? std::nullopt : parse_value(n.Scalar(), nullptr, true); pv && pv->name.empty())
+      fail(n, "'" + n.Scalar() + "' is for python: probes (native probes use $argN, $argN:str, $ret, $duration, $status, $pid)");
     if (!why.empty()) fail(n, why);
     if (!allow_literal) fail(n, what + ": '" + n.Scalar() + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid or an integer)");
     ValueRef r;
@@ -350,6 +352,9 @@ class Parser {
     std::string lhs, op, rhs;
     in >> lhs >> op >> rhs;
     std::string rest;
+    if (!python_ctx_ && (lhs == "exception" || lhs == "$exception" || rhs == "None"))
+      fail(node, std::string("'") + (rhs == "None" ? "None" : "exception") +
+                     "' is for python: probes (native conditions compare ret, duration or argN with an integer)");
     if (python_ctx_ && lhs == "exception" && op.empty()) {  // Python: the call raised
       r.lhs.kind = ValueRef::Kind::Exception;
       r.cmp = Cmp::Ne;

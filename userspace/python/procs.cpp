@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -42,15 +43,19 @@ bool parse_cmdline(const std::vector<std::string>& argv, std::string* script, st
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& a = argv[i];
     if (a == "--") {
-      if (i + 1 < argv.size()) *script = argv[i + 1];
+      if (i + 1 < argv.size() && argv[i + 1] != "-") *script = argv[i + 1];
       return !script->empty();
     }
-    if (a.size() < 2 || a[0] != '-') {
+    if (a.empty() || a == "-") return false;  // no script, or the program comes from stdin
+    if (a[0] != '-') {
       *script = a;
       return true;
     }
-    if (a == "-") return false;  // stdin
-    if (a[1] == '-') continue;   // --check-hash-based-pycs needs a value, rare; other long options
+    if (a[1] == '-') {
+      // The one long option with a separate value (python3 --help); the others are flags.
+      if (a == "--check-hash-based-pycs") ++i;
+      continue;
+    }
     // Short options may be grouped (-uBm mod).
     for (size_t k = 1; k < a.size(); ++k) {
       char o = a[k];
@@ -131,6 +136,8 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
       std::string cwd = read_link(dir + "/cwd");
       p.script_path = cwd.empty() ? p.script : cwd + "/" + p.script;
     }
+    // "python3 ./w.py" or "../app/w.py": the path as a config names it (/srv/app/w.py).
+    p.script_path = std::filesystem::path(p.script_path).lexically_normal().string();
   }
   return p;
 }
