@@ -172,6 +172,24 @@ TEST_P(PythonProbe, ProcessStartedLaterExact) {
   EXPECT_NE(exp.log().find("for every process that runs it"), std::string::npos) << exp.log();
 }
 
+// A process that forks: parent and child are both counted, each exactly (hooks on the
+// interpreter file, so the child is seen from its first instruction).
+TEST_P(PythonProbe, ForkedProcessCountedInBoth) {
+  require_root();
+  const auto& in = GetParam();
+  const std::string tag = std::string(in.name) + "-fork";
+  const std::string truth = "/tmp/insa-py-truth-" + tag;
+  std::remove(truth.c_str());
+  std::remove((truth + ".child").c_str());
+  Exporter exp(make_config(tag, in.python), 19741 + static_cast<int>(in.name[7] - '0'));
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  auto [st, out] = run_capture({in.python, worker(), "--seed", "4", "--requests", "15", "--fork", "--truth", truth});
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
+  ASSERT_NE(out.find("(child)"), std::string::npos) << out;
+  // Truth files add up: the parent's and the child's own accounting.
+  expect_truth(exp.scrape(), read_truth({truth, truth + ".child"}), exp.log());
+}
+
 // The worker's output, exit status and own accounting are the same with and without
 // the exporter attached.
 TEST_P(PythonProbe, WorkerUnchangedByTheExporter) {

@@ -231,8 +231,11 @@ int check(const std::string& file) {
     return 1;
   }
   for (const auto& pp : p->probes) {
-    std::printf("probe %-28s %s: %s", pp.name.c_str(), pp.binary.c_str(), pp.target.c_str());
-    if (pp.tracked) std::printf(", %zu return site%s", pp.exit_sites, pp.exit_sites == 1 ? "" : "s");
+    if (pp.python)
+      std::printf("probe %-28s %s", pp.name.c_str(), pp.target.c_str());
+    else
+      std::printf("probe %-28s %s: %s", pp.name.c_str(), pp.binary.c_str(), pp.target.c_str());
+    if (pp.tracked && !pp.python) std::printf(", %zu return site%s", pp.exit_sites, pp.exit_sites == 1 ? "" : "s");
     std::printf("\n");
     if (!pp.sites.empty()) std::printf("      %s\n", pp.sites.c_str());
   }
