@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstring>
@@ -236,8 +238,16 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
 }
 
 Result<size_t> Engine::py_layout(const python::Interpreter& in) {
-  for (size_t i = 0; i < py_layouts_.size(); ++i)
-    if (py_layouts_[i].path == in.path) return i;
+  // One layout per file (device + inode): the same interpreter seen through several
+  // containers' roots is one; two builds at the same path in two containers are two.
+  struct stat want {};
+  const bool known = ::stat(in.path.c_str(), &want) == 0;
+  for (size_t i = 0; i < py_layouts_.size(); ++i) {
+    struct stat have {};
+    if (py_layouts_[i].path == in.path ||
+        (known && ::stat(py_layouts_[i].path.c_str(), &have) == 0 && have.st_dev == want.st_dev && have.st_ino == want.st_ino))
+      return i;
+  }
   if (py_layouts_.size() >= INSA_MAX_PY_LAYOUTS)
     return Error{"python: more than " + std::to_string(INSA_MAX_PY_LAYOUTS) + " interpreter files; not hooking " + in.path};
   uint32_t idx = static_cast<uint32_t>(py_layouts_.size());
@@ -270,10 +280,10 @@ Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
   return {};
 }
 
-Result<void> Engine::attach_python_pid(int pid, size_t layout, bool eval, bool per_call) {
+Result<void> Engine::attach_python_pid(int pid, size_t layout, const std::string& file, bool eval, bool per_call) {
   const auto& in = py_layouts_[layout];
   plan::AttachPoint a;
-  a.binary = in.path;
+  a.binary = file;
   a.pid = pid;
   std::vector<Link> links;
   auto add = [&](plan::Role role, uint64_t offset, uint32_t cookie) -> Result<void> {
@@ -299,7 +309,7 @@ Result<void> Engine::attach_python_pid(int pid, size_t layout, bool eval, bool p
     if (auto r = add(plan::Role::PyClear, in.call_sites->clear.offset, static_cast<uint32_t>(layout)); !r) return r;
   }
   py_pid_links_[pid] = std::move(links);
-  spdlog::info("python: hooked pid {} (CPython {}, {}){}", pid, in.version_str(), in.path,
+  spdlog::info("python: hooked pid {} (CPython {}, {}){}", pid, in.version_str(), file,
                per_call ? " with the per-call mechanism (" + std::to_string(in.call_sites->resume.size()) +
                               " RESUME sites, frame clear)"
                         : "");
@@ -320,11 +330,12 @@ size_t Engine::rescan_python() {
     for (const auto& pp : plan_.probes)
       if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) (pp.python->per_call ? per_call : eval) = true;
     if (!eval && !per_call) continue;
-    if (py_refused_.count(proc.interpreter)) continue;
-    auto in = python::inspect(proc.interpreter);
+    const std::string file = proc.host_path(proc.interpreter);
+    if (py_refused_.count(file)) continue;
+    auto in = python::inspect(file);
     if (!in) {
       spdlog::error("python: pid {}: {}", proc.pid, in.error().message);
-      py_refused_.insert(proc.interpreter);
+      py_refused_.insert(file);
       continue;
     }
     if (auto v = python::verify_live(proc.pid, *in, in->pie ? proc.interpreter_base : 0); !v) {
@@ -339,7 +350,7 @@ size_t Engine::rescan_python() {
     // A file hooked host-wide already sees this process's frame entries.
     if (py_host_wide_.count(*idx)) eval = false;
     if (!eval && !per_call) continue;
-    if (auto r = attach_python_pid(proc.pid, *idx, eval, per_call); !r) {
+    if (auto r = attach_python_pid(proc.pid, *idx, in->path, eval, per_call); !r) {
       spdlog::error("{}", r.error().message);
       py_pid_refused_.insert(proc.pid);
       continue;

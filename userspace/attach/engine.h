@@ -117,7 +117,8 @@ class Engine {
   std::map<int, std::vector<Link>> py_pid_links_;  ///< per process: frame-entry and/or per-call hooks
   std::set<int> py_pid_refused_;                ///< processes that cannot be hooked (logged once)
   Result<size_t> py_layout(const python::Interpreter& in);
-  Result<void> attach_python_pid(int pid, size_t layout, bool eval, bool per_call);
+  /// `file`: the interpreter as this process maps it, reached from the exporter.
+  Result<void> attach_python_pid(int pid, size_t layout, const std::string& file, bool eval, bool per_call);
   void update_python_states();
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;

@@ -280,7 +280,8 @@ class Builder {
       sources.push_back(sp.string());
     }
     for (const auto& proc : procs)
-      if (!d.script.empty() && python::path_suffix_match(proc.script_path, d.file)) sources.push_back("/proc/" + std::to_string(proc.pid) + "/root" + proc.script_path);
+      if (!d.script.empty() && python::path_suffix_match(proc.script_path, d.file))
+        sources.push_back("/proc/" + std::to_string(proc.pid) + "/root" + proc.script_path);
     for (const auto& f : {fs::path(cfg_.file).parent_path() / d.file, fs::path(d.file)}) sources.push_back(f.string());
     std::optional<python::PyFunction> fn;
     std::string source;
@@ -407,7 +408,7 @@ class Builder {
     // Processes running now (hooked per process at start), for `check` to show.
     std::string running;
     for (const auto& proc : procs) {
-      auto in = python::inspect(proc.interpreter);
+      auto in = python::inspect(proc.host_path(proc.interpreter));
       running += "; pid " + std::to_string(proc.pid) + ": " +
                  (in ? "CPython " + in->version_str() + " (" + in->path + ")" +
                            (d.per_call && !in->call_sites ? ", per-call mechanism unavailable: " + in->call_error : "")

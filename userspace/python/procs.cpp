@@ -128,6 +128,12 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
       break;
     }
   }
+  // A container: its own mount namespace or root directory; its files are reached through
+  // /proc/PID/root (the kernel resolves that link in the process's namespace).
+  const std::string my_ns = read_link(proc_root + "/self/ns/mnt"), its_ns = read_link(dir + "/ns/mnt");
+  const std::string its_root = read_link(dir + "/root");
+  if ((!its_ns.empty() && !my_ns.empty() && its_ns != my_ns) || (!its_root.empty() && its_root != "/"))
+    p.root = dir + "/root";
   if (!parse_cmdline(argv, &p.script, &p.module)) return p;
   if (!p.script.empty()) {
     if (p.script[0] == '/') {
