@@ -62,8 +62,9 @@ const std::vector<std::string> kWorkerFunctions = {
     "def never_called()  line 117",
     "async def run_requests(rng, agent, count)  line 121",
     "def work(seed, requests, records)  line 138",
-    "async def hold(n)  line 155",
-    "def main()  line 162",
+    "def work_round(seed, requests, records)  line 143",
+    "async def hold(n)  line 160",
+    "def main()  line 167",
 };
 
 /// Waits for the worker to print `what`.
