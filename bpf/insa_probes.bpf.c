@@ -507,6 +507,8 @@ int insa_usdt(struct pt_regs *ctx)
 	return 0;
 }
 
+__noinline int py_reap_process(__u32 tgid);
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(insa_task_exit, struct task_struct *task)
 {
@@ -519,6 +521,7 @@ int BPF_PROG(insa_task_exit, struct task_struct *task)
 	/* The last thread of the group reports the process exit. */
 	if (BPF_CORE_READ(cur, signal, live.counter) != 0)
 		return 0;
+	py_reap_process(tgid);
 	struct insa_exit_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
 	if (!e)
 		return 0;
@@ -1036,5 +1039,43 @@ int insa_py_clear(struct pt_regs *ctx)
 	__u64 ts = py_tstate(L, ctx->ip - L->clear_vaddr, st);
 	__u64 exc = ts ? rd64(ts + L->tstate_exc) : 0;
 	py_finish(L, tgid, frame, 1, 0, 0, 0, exc);
+	return 0;
+}
+
+/* A Python process ended (killed, crashed, exited with calls in flight): its open calls
+ * (functions mid-call, suspended coroutines) are abandoned, so in-flight gauges return
+ * to the truth. Runs once per process exit, only when there are Python probes. */
+struct py_reap_ctx {
+	__u32 tgid;
+	__u32 pad;
+	__u64 now;
+};
+
+static long py_reap_one(struct bpf_map *map, struct insa_py_call_key *key, struct insa_py_call *call,
+			struct py_reap_ctx *rc)
+{
+	if (key->tgid != rc->tgid)
+		return 0;
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &call->target);
+	if (t) {
+		__u32 id = t->spec;
+		const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
+		if (spec) {
+			struct call_ctx c = { .now = rc->now, .tgid = rc->tgid, .probe = id, .duration = rc->now - call->ts };
+			__builtin_memcpy(c.args, call->args, sizeof(c.args));
+			STAT_INC(id, abandoned);
+			run_actions(spec, PH_ABANDON, &c);
+		}
+	}
+	bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+__noinline int py_reap_process(__u32 tgid)
+{
+	if (!py_ntargets)
+		return 0;
+	struct py_reap_ctx rc = { .tgid = tgid, .now = bpf_ktime_get_ns() };
+	bpf_for_each_map_elem(&py_calls, py_reap_one, &rc, 0);
 	return 0;
 }

@@ -234,6 +234,33 @@ TEST_P(PythonProbe, WorkerSurvivesTheExporterDyingMidCall) {
   EXPECT_EQ(std::get<2>(with), std::get<2>(without));
 }
 
+// A worker killed with requests in flight: the in-flight gauge counts them while they
+// run and returns to 0 when the process dies; they are counted as abandoned calls.
+TEST_P(PythonProbe, KilledWorkerInFlightCallsReclaimed) {
+  require_root();
+  const auto& in = GetParam();
+  const std::string tag = std::string(in.name) + "-hang";
+  const std::string go = "/tmp/insa-py-go-" + tag, wlog = "/tmp/insa-py-worker-" + tag + ".log";
+  std::remove(go.c_str());
+  std::remove(wlog.c_str());
+  Child w = Child::spawn({in.python, worker(), "--go", go, "--hang", "4"}, wlog);
+  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("waiting") != std::string::npos; }, 20)) << read_file(wlog);
+  Exporter exp(make_config(tag, ""), 19781 + static_cast<int>(in.name[7] - '0'));
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  const pid_t pid = w.pid();
+  ASSERT_TRUE(eventually([&] { return exp.log().find("python: hooked pid " + std::to_string(pid)) != std::string::npos; }, 10))
+      << exp.log();
+  touch(go);
+  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("hanging 4") != std::string::npos; }, 20)) << read_file(wlog);
+  EXPECT_EQ(exp.scrape().at("insa_py_active_requests"), 4);
+  w.signal(SIGKILL);
+  w.wait();
+  ASSERT_TRUE(eventually([&] { return exp.scrape()["insa_py_active_requests"] == 0; }, 5)) << exp.log();
+  Samples got = exp.scrape();
+  EXPECT_EQ(got.at("insa_exporter_abandoned_calls_total{probe=\"py_request\"}"), 4);
+  EXPECT_EQ(got.at("insa_exporter_probe_events_total{probe=\"py_request\"}"), 4);
+}
+
 // The worker's output, exit status and own accounting are the same with and without
 // the exporter attached.
 TEST_P(PythonProbe, WorkerUnchangedByTheExporter) {
