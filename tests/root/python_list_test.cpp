@@ -48,24 +48,59 @@ std::string version_of(const std::string& python) {
   return out.substr(0, out.find('\n'));
 }
 
+/// The line of the fixture that defines `def_text` ("def fib(n)"): found in the file, so
+/// the expectations follow edits of the fixture.
+int line_in_worker(const std::string& def_text) {
+  std::ifstream in(source_dir() + "/tests/fixtures/python/py_worker.py");
+  int n = 0;
+  for (std::string l; std::getline(in, l);) {
+    ++n;
+    if (l.find(def_text) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << "no '" << def_text << "' in the fixture";
+  return 0;
+}
+
 /// The fixture's functions as list-probes prints them (kind, qualname, parameters, line).
-const std::vector<std::string> kWorkerFunctions = {
-    "def note(series, value)  line 29",
-    "def observe(series, value)  line 34",
-    "def Agent.__init__(self, kind)  line 40",
-    "async def Agent.handle_request(self, request, mode)  line 43",
-    "async def Agent.lookup(self, key)  line 81",
-    "def checksum(data)  line 88",
-    "def fib(n)  line 98",
-    "def parse_record(record)  line 103",
-    "generator produce(n)  line 111",
-    "def never_called()  line 117",
-    "async def run_requests(rng, agent, count)  line 121",
-    "def work(seed, requests, records)  line 138",
-    "def work_round(seed, requests, records)  line 143",
-    "async def hold(n)  line 160",
-    "def main()  line 167",
-};
+const std::vector<std::string>& worker_functions() {
+  static const std::vector<std::string> lines = [] {
+    struct F {
+      const char* shown;  // what list-probes prints before "  line N"
+      const char* def;    // how the source spells the definition
+    };
+    const F fs[] = {
+        {"def note(series, value)", "def note(series, value=1)"},
+        {"def observe(series, value)", "def observe(series, value)"},
+        {"def Agent.__init__(self, kind)", "def __init__(self, kind)"},
+        {"async def Agent.handle_request(self, request, mode)", "async def handle_request(self, request, mode)"},
+        {"async def Agent.lookup(self, key)", "async def lookup(self, key)"},
+        {"def checksum(data)", "def checksum(data)"},
+        {"def fib(n)", "def fib(n)"},
+        {"def parse_record(record)", "def parse_record(record)"},
+        {"generator produce(n)", "def produce(n)"},
+        {"def never_called()", "def never_called()"},
+        {"async def run_requests(rng, agent, count)", "async def run_requests(rng, agent, count)"},
+        {"def work(seed, requests, records)", "def work(seed, requests, records)"},
+        {"def work_round(seed, requests, records)", "def work_round(seed, requests, records)"},
+        {"async def hold(n)", "async def hold(n)"},
+        {"async def hang(n)", "async def hang(n)"},
+        {"def main()", "def main()"},
+    };
+    std::vector<std::string> out;
+    for (const auto& f : fs) out.push_back(std::string(f.shown) + "  line " + std::to_string(line_in_worker(f.def)));
+    return out;
+  }();
+  return lines;
+}
+
+/// One of worker_functions(), by what it starts with.
+std::string worker_function(const std::string& shown) {
+  for (const auto& l : worker_functions())
+    if (l.rfind(shown + "  line ", 0) == 0) return l;
+  ADD_FAILURE() << "no " << shown;
+  return "";
+}
+
 
 /// Waits for the worker to print `what`.
 bool wait_for(const std::string& log, const std::string& what) {
@@ -114,7 +149,7 @@ TEST_P(PythonListProbes, RunningProcessByPid) {
       "# probe one in probes.yaml with  python: {script: py_worker.py, function: QUALNAME} (and pid: " + pid +
           " for this process only); its parameters are values $NAME, $NAME:len, $NAME:str",
   };
-  want.insert(want.end(), kWorkerFunctions.begin(), kWorkerFunctions.end());
+  want.insert(want.end(), worker_functions().begin(), worker_functions().end());
 
   auto [rc, out] = run_capture({exporter(), "list-probes", pid});
   EXPECT_EQ(rc, 0) << out;
@@ -122,8 +157,9 @@ TEST_P(PythonListProbes, RunningProcessByPid) {
   EXPECT_EQ(got, want);
   // The four the probes of tests/root/configs/python.yaml name, spelled out.
   for (const std::string line :
-       {"async def Agent.handle_request(self, request, mode)  line 43", "def parse_record(record)  line 103",
-        "generator produce(n)  line 111", "def never_called()  line 117"})
+       {worker_function("async def Agent.handle_request(self, request, mode)"),
+        worker_function("def parse_record(record)"), worker_function("generator produce(n)"),
+        worker_function("def never_called()")})
     EXPECT_EQ(std::count(got.begin(), got.end(), line), 1) << line << "\n" << out;
 
   auto [rc2, out2] = run_capture({exporter(), "list-probes", "pid:" + pid});
@@ -151,7 +187,7 @@ TEST(PythonListProbesScript, ScriptNamedByItsShebang) {
       "# probe one in probes.yaml with  python: {script: insa-list-worker-script, function: QUALNAME}; its parameters "
       "are values $NAME, $NAME:len, $NAME:str",
   };
-  want.insert(want.end(), kWorkerFunctions.begin(), kWorkerFunctions.end());
+  want.insert(want.end(), worker_functions().begin(), worker_functions().end());
   EXPECT_EQ(lines_of(out), want);
   std::remove(script.c_str());
 

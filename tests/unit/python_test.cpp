@@ -439,7 +439,7 @@ TEST(PythonSource, AgreesWithCPythonsAst) {
   got.clear();
   for (const auto& f : *funcs) got.push_back(row(f));
   EXPECT_EQ(got, ast_rows(kWorkerPy));
-  EXPECT_EQ(got.size(), 15u);
+  EXPECT_EQ(got.size(), 16u);
 }
 
 TEST(PythonSource, MissingFile) {
