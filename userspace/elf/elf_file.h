@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "elf/eh_frame.h"
 
 namespace insa::elf {
 
@@ -48,7 +49,14 @@ class ElfFile {
  public:
   /// Opens and indexes `path`. Fails with a one-line message when the file is
   /// missing or unreadable, is not ELF, or is not 64-bit x86_64.
-  static Result<ElfFile> open(const std::string& path);
+  ///
+  /// A stripped file's symbols are completed from its separate debug file when
+  /// one is installed: `<debug_root>/.build-id/xx/yyyy.debug` for its GNU
+  /// build-id, else the `.gnu_debuglink` name in the file's directory, its
+  /// `.debug/` subdirectory or `<debug_root>/<directory>/` (checked by build-id
+  /// or CRC32, as GDB does). Its `.eh_frame` FDEs are read either way.
+  static Result<ElfFile> open(const std::string& path,
+                              const std::string& debug_root = "/usr/lib/debug");
 
   ElfFile(ElfFile&&) noexcept;
   ElfFile& operator=(ElfFile&&) noexcept;
@@ -86,6 +94,23 @@ class ElfFile {
 
   /// The first section called `name`, if any.
   std::optional<Section> section(std::string_view name) const;
+
+  /// The allocated section whose address range contains `vaddr`, if any.
+  std::optional<Section> section_at(uint64_t vaddr) const;
+
+  /// The `.eh_frame` FDEs, sorted by address (empty when the file has none or
+  /// they cannot be parsed; see eh_frame_error()).
+  const std::vector<Fde>& fdes() const;
+  /// Why `.eh_frame` could not be read ("" when it was, or is absent).
+  const std::string& eh_frame_error() const;
+
+  /// The separate debug file whose symbols were merged in ("" when none).
+  const std::string& debug_file() const;
+
+  /// Why C++ exceptions can unwind through this file's code: it needs or
+  /// contains the C++ runtime ("needs libstdc++.so.6", "contains
+  /// __gxx_personality_v0"). Empty for C code.
+  const std::string& cxx_runtime() const;
 
  private:
   struct Impl;
