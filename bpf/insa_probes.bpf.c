@@ -103,8 +103,9 @@ struct call_ctx {
 	__u32 probe;  /* spec index of the probe: self statistics */
 };
 
-/* PH_EXCEPTION runs exit actions with the probe's exception status. */
-enum phase { PH_ENTRY, PH_EXIT, PH_ABANDON, PH_EXCEPTION };
+/* PH_EXCEPTION runs exit actions with the probe's exception status; PH_TAIL is
+ * an exit at a tail jmp, where rax is not the return value (no $ret). */
+enum phase { PH_ENTRY, PH_EXIT, PH_ABANDON, PH_EXCEPTION, PH_TAIL };
 
 #define STAT_INC(id, field)                                               \
 	do {                                                              \
@@ -167,6 +168,8 @@ static __always_inline __u32 classify(const struct insa_probe_spec *spec, const 
 		if (i >= spec->nrules)
 			break;
 		const struct insa_rule *r = &spec->rules[i];
+		if (c->no_ret && (r->src & ~INSA_SRC_I32) == INSA_SRC_RET)
+			continue; /* tail-jmp exit: no return value to test */
 		__s64 v = eval_src(r->src, r->arg, 0, c);
 		if (cmp_ok(r->cmp, v, r->value))
 			return r->status;
@@ -350,6 +353,10 @@ __noinline int finish(struct insa_frame *f, int ph, __s64 ret, __u64 now, __u32 
 		STAT_INC(id, exceptions);
 		ph = PH_EXIT;
 	} else {
+		if (ph == PH_TAIL) {
+			c.no_ret = 1;
+			ph = PH_EXIT;
+		}
 		c.status = classify(spec, &c);
 		STAT_INC(id, completed);
 	}
@@ -370,6 +377,37 @@ static __always_inline void reclaim_below(struct insa_frames *fs, __u64 sp, int 
 		fs->depth = d - 1;
 		finish(top, exception ? PH_EXCEPTION : PH_ABANDON, 0, now, tgid);
 	}
+}
+
+/* Finds the open frame of probe `id` among the frames entered at `sp` (the top of
+ * the stack: two probes on one function share an sp, and their exit probes fire in
+ * no set order), swaps it to the top and pops it. Returns it, or NULL. */
+static __always_inline struct insa_frame *take_frame(struct insa_frames *fs, __u64 sp, __u32 id)
+{
+	__u32 d = fs->depth;
+	if (d == 0 || d > INSA_MAX_FRAMES)
+		return NULL;
+	struct insa_frame *top = &fs->f[(d - 1) & (INSA_MAX_FRAMES - 1)];
+	for (int i = 0; i < INSA_MAX_FRAMES; i++) {
+		if (i >= d)
+			break;
+		struct insa_frame *f = &fs->f[(d - 1 - i) & (INSA_MAX_FRAMES - 1)];
+		if (f->sp != sp)
+			break;
+		if (f->probe != id)
+			continue;
+		if (f != top) {
+			__u64 *a = (__u64 *)f, *b = (__u64 *)top;
+			for (int w = 0; w < sizeof(*f) / 8; w++) {
+				__u64 t = a[w];
+				a[w] = b[w];
+				b[w] = t;
+			}
+		}
+		fs->depth = d - 1;
+		return top;
+	}
+	return NULL;
 }
 
 static __always_inline void load_args(struct pt_regs *ctx, __u64 *args)
@@ -406,8 +444,12 @@ int insa_entry(struct pt_regs *ctx)
 		return 0;
 	}
 	__u64 sp = ctx->sp + spec->entry_sp_delta;
-	/* Anything at or below this call's frame is dead (longjmp, lost exit). */
-	reclaim_below(fs, sp, 1, 0, now, tgid);
+	/* Anything below this call's frame is dead (longjmp, lost exit), and so is an
+	 * earlier call of this probe at this very sp. Another probe's frame at this sp
+	 * stays: a second probe on the same function, closed by its own exit probe (or,
+	 * if it is stale, reclaimed by the next entry or exit above it). */
+	reclaim_below(fs, sp, 0, 0, now, tgid);
+	finish(take_frame(fs, sp, id), PH_ABANDON, 0, now, tgid);
 	__u32 d = fs->depth;
 	if (d >= INSA_MAX_FRAMES) {
 		STAT_INC(id, overflow);
@@ -430,6 +472,8 @@ int insa_exit(struct pt_regs *ctx)
 {
 	__u32 id = bpf_get_attach_cookie(ctx);
 	__u64 sp = ctx->sp;
+	int ph = (id & INSA_COOKIE_TAIL) ? PH_TAIL : PH_EXIT;
+	id &= ~INSA_COOKIE_TAIL;
 	if (id & INSA_COOKIE_URET) {
 		id &= ~INSA_COOKIE_URET;
 		sp -= 8; /* the return address has been popped */
@@ -442,18 +486,12 @@ int insa_exit(struct pt_regs *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	reclaim_below(fs, sp, 0, 0, now, tgid);
-	__u32 d = fs->depth;
-	if (d == 0 || d > INSA_MAX_FRAMES) {
+	struct insa_frame *top = take_frame(fs, sp, id);
+	if (!top) {
 		STAT_INC(id, unmatched);
 		return 0;
 	}
-	struct insa_frame *top = &fs->f[(d - 1) & (INSA_MAX_FRAMES - 1)];
-	if (top->sp != sp || top->probe != id) {
-		STAT_INC(id, unmatched);
-		return 0;
-	}
-	fs->depth = d - 1;
-	finish(top, PH_EXIT, (__s64)ctx->ax, now, tgid);
+	finish(top, ph, (__s64)ctx->ax, now, tgid);
 	return 0;
 }
 

@@ -70,6 +70,8 @@ enum insa_cmp {
 
 /* Cookie bit of an exit attached as a uretprobe: rsp there is entry rsp + 8. */
 #define INSA_COOKIE_URET (1u << 31)
+/* Cookie bit of an exit site that is a tail jmp: rax there is not the return value. */
+#define INSA_COOKIE_TAIL (1u << 30)
 
 /* Probe spec flags. */
 #define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */

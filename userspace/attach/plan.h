@@ -68,6 +68,8 @@ struct ProbePlan {
   /// Return-site probes: where the entry uprobe sits and how the kernel runs it, and
   /// the exit sites, for `check` ("entry @0x11a9 push rbp (emulated); exits @0x11f0 ret").
   std::string sites;
+  /// How the end of a call is seen, and why (`check` prints it).
+  std::string exit_method;
   std::vector<AttachPoint> points;
   config::Mark mark;
 };

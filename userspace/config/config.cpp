@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -66,6 +67,40 @@ class Parser {
     } catch (const std::exception&) {
       fail(n, what + " must be an integer, got '" + n.Scalar() + "'");
     }
+  }
+
+  /// A PID: decimal digits only ("010" is not octal 8), 1 .. PID_MAX_LIMIT.
+  int pid_value(const YAML::Node& n) const {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const bool digits = !v.empty() && v.size() <= 10 &&
+                        std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!digits || v[0] == '0' || std::stoull(v) > kPidMaxLimit)
+      fail(n, "'pid' must be a process ID in decimal, 1 to " + std::to_string(kPidMaxLimit) + ", got '" + v + "'");
+    return static_cast<int>(std::stoul(v));
+  }
+
+  /// A raw file offset: decimal or 0x-hex (a leading 0 is refused, not read as
+  /// octal), above 0 (offset 0 is the ELF header, never code).
+  uint64_t offset_value(const YAML::Node& n) const {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const bool hex = v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+    const std::string body = hex ? v.substr(2) : v;
+    const bool ok = !body.empty() && body.size() <= 16 && (hex || body[0] != '0') &&
+                    std::all_of(body.begin(), body.end(),
+                                [&](char ch) { return hex ? std::isxdigit(static_cast<unsigned char>(ch)) != 0
+                                                          : (ch >= '0' && ch <= '9'); });
+    uint64_t off = 0;
+    if (ok) {
+      try {
+        off = std::stoull(body, nullptr, hex ? 16 : 10);
+      } catch (const std::exception&) {
+        off = 0;
+      }
+    }
+    if (off == 0)
+      fail(n, "'offset' must be a file offset above 0 in decimal or 0x-hex (see insa-exporter list-probes), got '" + v +
+                  "'");
+    return off;
   }
 
   double number(const YAML::Node& n, const std::string& what) const {
@@ -361,7 +396,7 @@ class Parser {
     const std::string where = "probe '" + p.name + "'";
     p.binary = req_str(n, "binary", where);
     p.binary_mark = mark(n["binary"]);
-    if (n["pid"]) p.pid = static_cast<int>(integer(n["pid"], "'pid'"));
+    if (n["pid"]) { p.pid = pid_value(n["pid"]); p.pid_mark = mark(n["pid"]); }
     int kinds = 0;
     if (n["function"]) { p.function = str(n["function"], "'function'"); p.function_mark = mark(n["function"]); ++kinds; }
     if (n["usdt"]) {
@@ -370,9 +405,10 @@ class Parser {
       if (p.usdt.find(':') == std::string::npos) fail(n["usdt"], "'usdt' is provider:name");
       ++kinds;
     }
-    if (n["offset"]) { p.offset = static_cast<uint64_t>(integer(n["offset"], "'offset'")); p.function_mark = mark(n["offset"]); ++kinds; }
+    if (n["offset"]) { p.offset = offset_value(n["offset"]); p.function_mark = mark(n["offset"]); ++kinds; }
     if (kinds != 1) fail(n, where + " needs exactly one of 'function', 'usdt' or 'offset'");
     if (auto e = n["exit"]) {
+      p.exit_mark = mark(e);
       auto s = str(e, "'exit'");
       if (s == "return-sites") p.exit = ExitMethod::ReturnSites;
       else if (s == "uretprobe") p.exit = ExitMethod::Uretprobe;

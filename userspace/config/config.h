@@ -107,11 +107,16 @@ struct ProbeDef {
   std::vector<Update> updates;
   Mark mark;
   Mark binary_mark, function_mark;
+  Mark exit_mark;  ///< where `exit:` was written (the probe's mark when absent)
+  Mark pid_mark;   ///< where `pid:` was written
   /// Needs entry/exit pairing: some update runs at exit or reads ret/duration/status.
   bool tracked() const;
 };
 
 /// A process whose lifecycle is exported (health, restarts).
+/// Largest PID the kernel can hand out on 64-bit (PID_MAX_LIMIT, include/linux/threads.h).
+inline constexpr uint64_t kPidMaxLimit = 4194304;
+
 struct WorkerDef {
   std::string name;
   std::string type;

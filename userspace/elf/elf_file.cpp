@@ -273,6 +273,16 @@ Result<uint64_t> ElfFile::vaddr_to_offset(uint64_t vaddr) const {
   return impl_->to_offset(vaddr);
 }
 
+Result<uint64_t> ElfFile::offset_to_vaddr(uint64_t offset) const {
+  for (const auto& s : impl_->segments) {
+    if (offset >= s.offset && offset - s.offset < s.filesz)
+      return s.vaddr + (offset - s.offset);
+  }
+  return Error{"offset " + hex(offset) + " is not in any loadable segment of '" +
+               impl_->path + "' (file size " + std::to_string(impl_->raw_size) +
+               ")"};
+}
+
 Result<std::span<const uint8_t>> ElfFile::bytes_at_offset(uint64_t offset,
                                                           uint64_t size) const {
   if (offset > impl_->raw_size || size > impl_->raw_size - offset) {

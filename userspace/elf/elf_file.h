@@ -83,6 +83,10 @@ class ElfFile {
   /// PT_LOAD segment whose file image contains it.
   Result<uint64_t> vaddr_to_offset(uint64_t vaddr) const;
 
+  /// Translates a file offset into the link-time virtual address a PT_LOAD
+  /// segment maps it to.
+  Result<uint64_t> offset_to_vaddr(uint64_t offset) const;
+
   /// `size` bytes of the file image at link-time address `vaddr`; fails when
   /// the range is not entirely backed by one PT_LOAD segment's file contents.
   Result<std::span<const uint8_t>> bytes_at_vaddr(uint64_t vaddr,

@@ -7,6 +7,8 @@
 #include <memory>
 #include <set>
 
+#include <elf.h>
+
 namespace insa::elf {
 
 namespace {
@@ -555,6 +557,74 @@ EntrySite choose_entry_site(const std::vector<EntrySite>& candidates) {
     if (c.emulated) return c;
   }
   return candidates.front();
+}
+
+std::string CodeSpot::str() const {
+  std::string where = function.name.empty() ? "unnamed code at " + hex(function.vaddr)
+                                            : function.demangled;
+  if (vaddr != function.vaddr) where += "+" + hex(vaddr - function.vaddr);
+  return where + ": " + insn_text;
+}
+
+Result<CodeSpot> check_code_offset(const ElfFile& file, uint64_t offset) {
+  auto vaddr = file.offset_to_vaddr(offset);
+  if (!vaddr) return vaddr.error();
+  auto sec = file.section_at(*vaddr);
+  if (!sec || !(sec->flags & SHF_EXECINSTR)) {
+    return Error{"offset " + hex(offset) + " of '" + file.path() + "' is not code (section " +
+                 (sec ? "'" + sec->name + "'" : std::string("none")) + ")"};
+  }
+  CodeSpot spot;
+  for (const auto& s : file.functions()) {
+    if (*vaddr >= s.vaddr && *vaddr - s.vaddr < s.size) {
+      spot.function = s;
+      break;
+    }
+  }
+  if (spot.function.size == 0) {
+    const Fde* fde = fde_containing(file.fdes(), *vaddr);
+    if (!fde) {
+      return Error{"offset " + hex(offset) + " of '" + file.path() +
+                   "' is in no function known by a symbol or an .eh_frame FDE, so "
+                   "instruction boundaries cannot be checked"};
+    }
+    spot.function.vaddr = fde->begin;
+    spot.function.size = fde->size;
+  }
+  Disassembler dis;
+  if (!dis.handle()) return Error{"cannot initialise the Capstone x86-64 disassembler"};
+  auto bytes = file.bytes_at_vaddr(spot.function.vaddr, *vaddr - spot.function.vaddr + 16);
+  if (!bytes) bytes = file.bytes_at_vaddr(spot.function.vaddr, *vaddr - spot.function.vaddr + 1);
+  if (!bytes) return bytes.error();
+  const uint8_t* code = bytes->data();
+  size_t left = bytes->size();
+  uint64_t at = spot.function.vaddr;
+  cs_insn* insn = cs_malloc(dis.handle());
+  std::string where_fn = spot.function.name.empty() ? "the code at " + hex(spot.function.vaddr)
+                                                    : "'" + spot.function.demangled + "'";
+  Result<CodeSpot> out = Error{""};
+  while (true) {
+    const uint64_t this_insn = at;
+    if (!cs_disasm_iter(dis.handle(), &code, &left, &at, insn)) {
+      out = Error{"offset " + hex(offset) + " is in " + where_fn + ", whose bytes at " + hex(this_insn) +
+                  " do not decode as x86-64 instructions"};
+      break;
+    }
+    if (this_insn == *vaddr) {
+      spot.vaddr = *vaddr;
+      spot.insn_text = text(*insn);
+      out = spot;
+      break;
+    }
+    if (at > *vaddr) {
+      out = Error{"offset " + hex(offset) + " is not an instruction boundary: it is byte " +
+                  std::to_string(*vaddr - this_insn) + " of '" + text(*insn) + "' at " + hex(this_insn) + " in " +
+                  where_fn + " (a breakpoint there would corrupt the instruction)"};
+      break;
+    }
+  }
+  cs_free(insn, 1);
+  return out;
 }
 
 Result<FunctionCode> analyze_function(const ElfFile& file, const Symbol& sym) {

@@ -100,6 +100,22 @@ struct FunctionCode {
 /// table only offset 0 is offered.
 Result<FunctionCode> analyze_function(const ElfFile& file, const Symbol& sym);
 
+/// Where a raw uprobe offset lands, for messages ("insa_fx::boom(int)+0x4:
+/// mov eax, edi").
+struct CodeSpot {
+  uint64_t vaddr = 0;
+  Symbol function;      ///< the containing function (name empty: an unnamed FDE)
+  std::string insn_text;
+  std::string str() const;
+};
+
+/// Checks that file offset `offset` may take a uprobe: inside the file, in an
+/// executable section, inside a function (symbol, else .eh_frame FDE) whose
+/// code decodes from its start up to `offset`, and on the first byte of an
+/// instruction. A breakpoint in the middle of an instruction corrupts it (the
+/// worker dies of SIGSEGV or SIGILL), so anything unsure is refused.
+Result<CodeSpot> check_code_offset(const ElfFile& file, uint64_t offset);
+
 /// Whether the x86 uprobe code emulates `insn` instead of single-stepping a
 /// copy of it out of line (an extra trap). From arch/x86/kernel/uprobes.c:
 /// branch_setup_xol_ops() emulates call rel32, jmp rel8/rel32 and jcc
