@@ -191,9 +191,25 @@ int run_agent(const std::string& config_file, const std::string& listen_override
     return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", inst->collector->text()};
   });
   (*server)->handle("/-/healthy", [] { return http::Response{200, "text/plain; charset=utf-8", "OK\n"}; });
+  // Ready only when every probe is attached: a probe that failed (its PID gone, its file
+  // unreadable) is a partial state the orchestrator should see; /metrics still serves
+  // what is attached, and insa_exporter_probe_attached says which.
   (*server)->handle("/-/ready", [&] {
-    return ready ? http::Response{200, "text/plain; charset=utf-8", "Ready\n"}
-                 : http::Response{503, "text/plain; charset=utf-8", "Not ready: loading probes\n"};
+    std::lock_guard<std::mutex> lock(mu);
+    if (!ready || !inst) return http::Response{503, "text/plain; charset=utf-8", "Not ready: loading probes\n"};
+    const auto& states = inst->engine->states();
+    const auto& probes = inst->engine->plan().probes;
+    std::string missing;
+    size_t n = 0;
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (states[i].attached) continue;
+      ++n;
+      missing += "  " + probes[i].name + ": " + states[i].error + "\n";
+    }
+    if (n == 0) return http::Response{200, "text/plain; charset=utf-8", "Ready\n"};
+    return http::Response{503, "text/plain; charset=utf-8",
+                          "Not ready: " + std::to_string(n) + " of " + std::to_string(states.size()) +
+                              " probes not attached\n" + missing};
   });
   (*server)->handle("/", [&] {
     std::lock_guard<std::mutex> lock(mu);
@@ -232,7 +248,10 @@ int run_agent(const std::string& config_file, const std::string& listen_override
     if (inst && now - last_scan >= std::chrono::seconds(1)) {
       last_scan = now;
       inst->lifecycle->scan();
+      std::lock_guard<std::mutex> lock(mu);  // attach states change under the HTTP handlers
       check_replaced(*inst);
+      if (size_t n = inst->engine->release_retired(); n)
+        spdlog::info("released {} links on replaced binaries that no process runs any more", n);
     }
   }
   spdlog::info("shutting down");

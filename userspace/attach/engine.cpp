@@ -5,8 +5,15 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
 #include <cstdarg>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "insa_probes.skel.h"
 
@@ -66,6 +73,7 @@ Engine::Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> 
     : plan_(std::move(plan)), skel_(std::move(skel)) {
   links_.resize(plan_.probes.size());
   states_.resize(plan_.probes.size());
+  probe_files_.resize(plan_.probes.size());
 }
 
 Engine::~Engine() = default;
@@ -135,7 +143,65 @@ Result<void> Engine::attach_probe(size_t i) {
   }
   links_[i] = std::move(links);
   states_[i] = ProbeState{true, links_[i].size(), ""};
+  struct stat st {};
+  probe_files_[i] = stat(pp.binary.c_str(), &st) == 0 ? std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino})
+                                                       : std::make_pair(uint64_t{0}, uint64_t{0});
   return {};
+}
+
+namespace {
+
+/// Whether any process maps the file (dev, ino): /proc/PID/maps lines read
+/// "start-end perms offset MAJ:MIN inode path".
+bool file_mapped(uint64_t dev, uint64_t ino) {
+  char want_dev[32];
+  std::snprintf(want_dev, sizeof want_dev, "%02x:%02x", major(static_cast<dev_t>(dev)),
+                minor(static_cast<dev_t>(dev)));
+  const std::string want_ino = std::to_string(ino);
+  DIR* d = opendir("/proc");
+  if (!d) return true;  // cannot tell: keep the links
+  bool found = false;
+  while (!found) {
+    dirent* e = readdir(d);
+    if (!e) break;
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    std::ifstream maps(std::string("/proc/") + e->d_name + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      std::istringstream in(line);
+      std::string range, perms, off, mdev, mino;
+      if (!(in >> range >> perms >> off >> mdev >> mino)) continue;
+      if (mino == want_ino && mdev == want_dev) {
+        found = true;
+        break;
+      }
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+}  // namespace
+
+size_t Engine::release_retired() {
+  size_t released = 0;
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (file_mapped(it->dev, it->ino)) {
+      ++it;
+      continue;
+    }
+    spdlog::info("no process runs the replaced {} (inode {}) any more: releasing its {} links", it->path, it->ino,
+                 it->links.size());
+    released += it->links.size();
+    it = retired_.erase(it);
+  }
+  return released;
+}
+
+size_t Engine::retired_links() const {
+  size_t n = 0;
+  for (const auto& r : retired_) n += r.links.size();
+  return n;
 }
 
 Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const insa_probe_spec& spec) {
@@ -143,7 +209,18 @@ Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const in
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.specs), &key, &spec, BPF_ANY))
     return Error::from_errno("cannot update the spec of probe '" + pp.name + "'");
   plan_.specs[i] = spec;
-  for (auto& l : links_[i]) retired_links_.push_back(std::move(l));
+  // Processes still running the old file keep being measured through these links
+  // until the last of them exits (release_retired).
+  if (!links_[i].empty()) {
+    Retired r{probe_files_[i].first, probe_files_[i].second, plan_.probes[i].binary, std::move(links_[i])};
+    auto same = std::find_if(retired_.begin(), retired_.end(),
+                             [&](const Retired& o) { return o.dev == r.dev && o.ino == r.ino; });
+    if (same == retired_.end()) {
+      retired_.push_back(std::move(r));
+    } else {
+      for (auto& l : r.links) same->links.push_back(std::move(l));
+    }
+  }
   links_[i].clear();
   plan_.probes[i] = pp;
   return attach_probe(i);

@@ -76,6 +76,12 @@ class Engine {
   /// points from a fresh plan. Links on the old file stay until exit, so processes
   /// still running the old binary keep being measured.
   Result<void> replace_probe(size_t probe, const plan::ProbePlan& pp, const insa_probe_spec& spec);
+  /// Releases the links kept on replaced binaries (see replace_probe) once no
+  /// process maps the old file (device + inode in /proc/PID/maps). Returns the
+  /// number of links released. Scans /proc only while such links exist.
+  size_t release_retired();
+  /// Links still held on replaced binaries.
+  size_t retired_links() const;
   /// Detaches one probe's points.
   void detach_probe(size_t probe);
   /// Starts reporting process exits to `cb` (called from poll_exits).
@@ -98,7 +104,14 @@ class Engine {
   std::vector<std::vector<Link>> links_;  ///< per probe
   std::vector<Link> shared_links_;        ///< task exit
   std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes
-  std::vector<Link> retired_links_;       ///< links on replaced binaries
+  /// Links on a replaced binary, kept while a process still runs the old file.
+  struct Retired {
+    uint64_t dev = 0, ino = 0;  ///< the old file
+    std::string path;
+    std::vector<Link> links;
+  };
+  std::vector<Retired> retired_;
+  std::vector<std::pair<uint64_t, uint64_t>> probe_files_;  ///< per probe: dev, ino when attached
   std::vector<ProbeState> states_;
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
