@@ -9,10 +9,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
+#include "common/label_regex.h"
 #include "common/result.h"
 #include "config/config.h"
 #include "insa_shared.h"
@@ -41,7 +41,7 @@ struct LabelDecoder {
   uint32_t offset = 0, len = 0;  ///< bytes in insa_key.data
   std::map<int64_t, std::string> value_map;
   std::string map_default;
-  std::optional<std::regex> regex;
+  std::optional<LabelRegex> regex;
   bool drop_unmatched = false;
 };
 

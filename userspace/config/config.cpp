@@ -242,11 +242,9 @@ class Parser {
     if (n["default"]) b.map_default = str(n["default"], "'default'");
     if (auto r = n["regex"]) {
       b.regex_src = str(r, "'regex'");
-      try {
-        b.regex.emplace(b.regex_src, std::regex::ECMAScript | std::regex::icase);
-      } catch (const std::regex_error& e) {
-        fail(r, "invalid regex '" + b.regex_src + "': " + e.what());
-      }
+      auto re = LabelRegex::compile(b.regex_src);
+      if (!re) fail(r, "invalid regex '" + b.regex_src + "': " + re.error().message + " (RE2 syntax)");
+      b.regex = *re;
       if (b.value.kind != ValueRef::Kind::ArgStr) fail(r, "'regex' needs a string value such as $arg2:str64");
     }
     if (auto d = n["drop_unmatched"]) {

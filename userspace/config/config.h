@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
+#include "common/label_regex.h"
 #include "common/result.h"
 
 namespace insa::config {
@@ -58,7 +58,7 @@ struct LabelBinding {
   std::map<int64_t, std::string> value_map;  ///< integer → name
   std::string map_default;                   ///< name for integers not in the map ("" = the number)
   std::string regex_src;                     ///< first capture group (or whole match) is the value
-  std::optional<std::regex> regex;
+  std::optional<LabelRegex> regex;          ///< RE2, case-insensitive
   bool drop_unmatched = false;  ///< series whose string does not match `regex` are not exported
   Mark mark;
 };
