@@ -274,6 +274,24 @@ static __always_inline int uses_ret(const struct insa_action *a)
 	return 0;
 }
 
+/* An abandoned call's end is not known (it is seen at the next probe hit or at thread
+ * exit): updates that read $duration are skipped, like those that read $ret. */
+#define NO_RET_NO_DURATION 2
+
+static __always_inline int uses_duration(const struct insa_action *a)
+{
+	if ((a->value_src & ~INSA_SRC_I32) == INSA_SRC_DURATION ||
+	    (a->cond.cmp && (a->cond.src & ~INSA_SRC_I32) == INSA_SRC_DURATION))
+		return 1;
+	for (int j = 0; j < INSA_MAX_LABELS; j++) {
+		if (j >= a->nlabels)
+			break;
+		if ((a->labels[j].src & ~INSA_SRC_I32) == INSA_SRC_DURATION)
+			return 1;
+	}
+	return 0;
+}
+
 /* One action; a global subprogram so the verifier checks it once, not per call site. */
 __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph)
 {
@@ -292,6 +310,8 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	if (ph == PH_ABANDON || a->when != (ph == PH_ENTRY ? INSA_AT_ENTRY : INSA_AT_EXIT))
 		return 0;
 	if (c->no_ret && uses_ret(a))
+		return 0;
+	if (c->no_ret == NO_RET_NO_DURATION && uses_duration(a))
 		return 0;
 	if (a->cond.cmp && !cmp_ok(a->cond.cmp, eval_src(a->cond.src, a->cond.arg, 0, c), a->cond.value))
 		return 0;
@@ -347,6 +367,11 @@ __noinline int finish(struct insa_frame *f, int ph, __s64 ret, __u64 now, __u32 
 	__builtin_memcpy(c.args, f->args, sizeof(c.args));
 	if (ph == PH_ABANDON) {
 		STAT_INC(id, abandoned);
+		if (spec->flags & INSA_PROBE_ABANDON_STATUS) {
+			c.status = spec->abandoned_status;
+			c.no_ret = NO_RET_NO_DURATION;
+			ph = PH_EXIT;
+		}
 	} else if (ph == PH_EXCEPTION) {
 		c.status = spec->exception_status;
 		c.no_ret = 1;
@@ -546,6 +571,24 @@ int BPF_PROG(insa_task_exit, struct task_struct *task)
 	e->tgid = tgid;
 	e->exit_code = BPF_CORE_READ(cur, exit_code);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Every exec on the host: userspace keeps those of worker binaries, so a worker
+ * that lives shorter than the /proc scan still counts as started (and restarted). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(insa_task_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct insa_exec_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
+	e->tgid = BPF_CORE_READ(p, tgid);
+	e->pad = 0;
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->pad2 = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

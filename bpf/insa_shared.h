@@ -76,6 +76,7 @@ enum insa_cmp {
 /* Probe spec flags. */
 #define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */
 #define INSA_PROBE_CATCH (1u << 1)   /* this attach point is the C++ catch hook */
+#define INSA_PROBE_ABANDON_STATUS (1u << 3) /* abandoned calls run exit updates with abandoned_status */
 
 /* One label slot of the key: `len` bytes at `offset` of insa_key.data. */
 struct insa_label_src {
@@ -119,7 +120,9 @@ struct insa_probe_spec {
 	__u8 nrules;
 	__u8 default_status;   /* status when no rule matches */
 	__u8 exception_status; /* status of a call left by a C++ exception */
-	__u32 pad;
+	__u8 abandoned_status; /* status of a call that never returned (longjmp, thread/process exit) */
+	__u8 pad8;
+	__u16 pad16;
 	__s64 entry_sp_delta;  /* rsp at entry site + delta == rsp at function entry */
 	struct insa_rule rules[INSA_MAX_RULES];
 	struct insa_action actions[INSA_MAX_ACTIONS];
@@ -176,6 +179,17 @@ struct insa_exit_event {
 	__u32 tgid;
 	__s32 exit_code; /* wait status: (code << 8) | signal */
 	char comm[16];
+};
+
+/* Ring buffer event: a process exec'd a file. Shares the ring buffer with
+ * insa_exit_event (so a short-lived process's exec is read before its exit) and
+ * is told apart by its size. */
+struct insa_exec_event {
+	__u32 tgid;
+	__u32 pad;
+	__u64 dev; /* kernel dev_t of the file's filesystem: MAJOR << 20 | MINOR */
+	__u64 ino;
+	__u64 pad2;
 };
 
 #endif /* INSA_SHARED_H */

@@ -365,6 +365,57 @@ TEST(NoHarmTwoProbes, EachProbeOnOneFunctionCountsEveryCall) {
   }
 }
 
+// ---- calls that never return, in user metrics -----------------------------------
+
+// With `abandoned_status: error`, a call left by longjmp (or whose thread ends inside
+// it) counts in the user's status-labelled counter, exactly once; it observes no
+// duration (its end is not known) and the in-flight gauge returns to 0.
+TEST(NoHarmAbandoned, AbandonedStatusCountsInUserMetrics) {
+  require_root();
+  struct Case {
+    std::string mode, fn;
+    int n;
+  };
+  int port = 19594;
+  for (const Case& c : {Case{"longjmp", "long_jumper", 12}, Case{"thread_exit", "thread_exiter", 5}}) {
+    SCOPED_TRACE(c.mode);
+    TempDir dir("/tmp/insa-noharm-abandoned-" + std::to_string(port));
+    const std::string bin = dir.path + "/fixture";
+    std::error_code ec;
+    fs::copy_file(binary_dir() + "/tests/fixtures/fixture_c_pie_O2", bin, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    const std::string config = dir.path + "/abandoned.yaml";
+    write_file(config, "metrics:\n"
+                       "  - name: calls_total\n    type: counter\n    labels: [status]\n"
+                       "  - name: call_duration_seconds\n    type: histogram\n    buckets: [0.001, 1]\n"
+                       "  - name: inflight_calls\n    type: gauge\n"
+                       "probes:\n  - name: p\n    binary: " + bin + "\n    function: " + c.fn + "\n"
+                       "    abandoned_status: error\n"
+                       "    metrics:\n"
+                       "      - {metric: calls_total, labels: {status: $status}}\n"
+                       "      - {metric: call_duration_seconds, observe: $duration}\n"
+                       "      - {metric: inflight_calls, inflight: true}\n");
+    const std::vector<std::string> argv{bin, c.mode, std::to_string(c.n)};
+    auto plain = run_capture(argv);
+    ASSERT_EQ(plain.first, 0) << plain.second;
+    const Expected want = parse_truth(plain.second);
+    ASSERT_EQ(want.abandoned.count(c.fn), 1u) << plain.second;
+    ASSERT_EQ(want.abandoned.at(c.fn), c.n);
+    Exporter exp(config, port++);
+    ASSERT_TRUE(exp.wait_ready()) << exp.log();
+    auto traced = run_capture(argv);
+    EXPECT_EQ(traced, plain);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const Samples got = exp.scrape();
+    EXPECT_EQ(value_or0(got, "calls_total{status=\"error\"}"), c.n) << exp.log();
+    EXPECT_EQ(value_or0(got, "calls_total{status=\"success\"}"), 0);
+    EXPECT_EQ(value_or0(got, "call_duration_seconds_count"), 0);
+    EXPECT_EQ(value_or0(got, "inflight_calls"), 0);
+    EXPECT_EQ(value_or0(got, "insa_exporter_abandoned_calls_total{probe=\"p\"}"), c.n);
+    EXPECT_EQ(value_or0(got, "insa_exporter_unmatched_exits_total{probe=\"p\"}"), 0);
+  }
+}
+
 // ---- insa-exporter check ------------------------------------------------------
 
 /// Runs a program; returns {wait status, stdout, stderr}.
@@ -479,6 +530,77 @@ TEST(NoHarmCheck, ReportsReturnSitesPerProbeAsObjdumpCounts) {
     EXPECT_EQ(want.at("c:die_now"), 0u);  // noreturn: entry only, reclaimed at exit
     EXPECT_EQ(want.at("c:nop5_entry"), 1u);
   }
+}
+
+// A stripped -O2 -rdynamic C++ build: the throw paths are unnamed cold parts (only
+// .eh_frame knows them); `check` counts the same return sites as objdump on the
+// unstripped build of the same source, marks unnamed cold exits, and says how each
+// probe's exit is seen. A uretprobe there is refused on one line, naming the reason.
+TEST(NoHarmCheck, StrippedCxxExitMethodAndUretprobeRefusal) {
+  require_root();
+  TempDir dir("/tmp/insa-noharm-check-stripped");
+  const std::string stripped = binary_dir() + "/tests/fixtures/fixture_cpp_stripped_O2";
+  const std::string named = binary_dir() + "/tests/fixtures/fixture_cpp_pie_O2";
+  const std::vector<CheckFn> fns{
+      {"cpp", "insa_fx::boom", "_ZN7insa_fx4boomEi"},
+      {"cpp", "insa_fx::maybe_throw", "_ZN7insa_fx11maybe_throwEi"},
+      {"cpp", "insa_fx::catcher", "_ZN7insa_fx7catcherEi"},
+      {"cpp", "insa_fx::rethrower", "_ZN7insa_fx9rethrowerEi"},
+      {"cpp", "insa_fx::nap_then_throw", "_ZN7insa_fx14nap_then_throwEi"},
+  };
+  std::ostringstream y;
+  y << "metrics:\n  - name: calls_total\n    type: counter\n    labels: [probe, status]\nprobes:\n";
+  std::map<std::string, size_t> want;
+  for (const auto& f : fns) {
+    want[f.name] = objdump_exits(named, f.mangled);
+    y << "  - name: \"" << f.name << "\"\n    binary: " << stripped << "\n    function: \"" << f.name << "\"\n"
+      << "    metrics: [{metric: calls_total, labels: {probe: x, status: $status}}]\n";
+  }
+  const std::string config = dir.path + "/stripped.yaml";
+  write_file(config, y.str());
+  RunResult r = run_split({binary_dir() + "/insa-exporter", "check", config}, dir.path);
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out << r.err;
+  std::map<std::string, size_t> got;
+  static const std::regex line_re("^probe (\\S+)\\s+.*, ([0-9]+) return sites?$");
+  std::istringstream in(r.out);
+  std::string line;
+  size_t methods = 0;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, line_re)) got[m[1].str()] = std::stoul(m[2].str());
+    if (line == "      exit: return sites (default: probes on the function's own ret and tail-jmp instructions; C++ "
+                "exceptions closed at the catch)")
+      ++methods;
+  }
+  EXPECT_EQ(got, want) << r.out;
+  EXPECT_EQ(methods, fns.size()) << r.out;
+  EXPECT_EQ(r.out.find("tail-jmp (cold"), std::string::npos) << r.out;  // jumps into cold parts are not exits
+
+  // exit: uretprobe on the stripped C++ binary: refused where 'exit:' is written.
+  const std::string ur = dir.path + "/uret.yaml";
+  write_file(ur, "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+                 "  - name: mt\n    binary: " + stripped + "\n    function: insa_fx::maybe_throw\n"
+                 "    exit: uretprobe\n"
+                 "    metrics: [{metric: calls_total, labels: {status: $status}}]\n");
+  r = run_split({binary_dir() + "/insa-exporter", "check", ur}, dir.path);
+  ASSERT_TRUE(WIFEXITED(r.status)) << r.err;
+  EXPECT_EQ(WEXITSTATUS(r.status), 1) << r.out << r.err;
+  EXPECT_EQ(r.err, "insa-exporter: " + ur + ":9:11: 'exit: uretprobe' refused for probe 'mt': '" + stripped +
+                       "' needs libstdc++.so.6 (C++ code), and a C++ exception unwinding through a uretprobe's "
+                       "return trampoline ends in std::terminate; remove 'exit:' (return sites, the default, follow "
+                       "exceptions)\n");
+  // On C code it is allowed, and check says why.
+  const std::string c_ur = dir.path + "/c_uret.yaml";
+  write_file(c_ur, "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+                   "  - name: sr\n    binary: " + binary_dir() + "/tests/fixtures/fixture_c_pie_O2" +
+                   "\n    function: several_returns\n    exit: uretprobe\n"
+                   "    metrics: [{metric: calls_total, labels: {status: $status}}]\n");
+  r = run_split({binary_dir() + "/insa-exporter", "check", c_ur}, dir.path);
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\n      exit: uretprobe ('exit: uretprobe'; allowed: C code, no C++ runtime in the binary "
+                       "and no exception tables at the function)\n"),
+            std::string::npos)
+      << r.out;
 }
 
 struct Refusal {

@@ -467,7 +467,7 @@ TEST(ConfigErrors, UnknownKeyInProbe) {
 )";
   EXPECT_EQ(error_of(t), msg(t, "retrun",
                              "unknown key 'retrun' in a probe (allowed: name, binary, pid, function, usdt, offset, exit, "
-                             "status, exception_status, metrics)"));
+                             "status, exception_status, abandoned_status, metrics)"));
 }
 
 TEST(ConfigErrors, UnknownKeyInUpdate) {
@@ -1147,6 +1147,25 @@ TEST(ConfigErrors, OffsetIsAboveZeroDecimalOrHex) {
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->probes.at(0).offset, want);
   }
+}
+
+}  // namespace
+}  // namespace insa::config
+
+namespace insa::config {
+namespace {
+
+TEST(Config, AbandonedStatus) {
+  const std::string ok = kMetrics + "  - name: a\n    binary: b\n    function: f\n    abandoned_status: aborted\n"
+                                    "    metrics: [{metric: insa_requests_total, labels: {agent_type: x, status: $status}}]\n";
+  auto c = parse_config(ok, kFile);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->probes.at(0).abandoned_status, "aborted");
+  const std::string entry_only = kMetrics + "  - name: a\n    binary: b\n    function: f\n    abandoned_status: aborted\n"
+                                            "    metrics: [{metric: insa_plain_total}]\n";
+  EXPECT_EQ(error_of(entry_only),
+            "probes.yaml:18:23: 'abandoned_status' needs a probe whose calls are followed to their end: an update at "
+            "exit, e.g. labels {status: $status}");
 }
 
 }  // namespace

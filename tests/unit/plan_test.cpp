@@ -1025,3 +1025,25 @@ TEST(Plan, TailJumpExitsCarryTheTailCookieAndEveryProbeSaysItsExitMethod) {
 
 }  // namespace
 }  // namespace insa::plan
+
+namespace insa::plan {
+namespace {
+
+TEST(Plan, AbandonedStatusSetsTheSpec) {
+  REQUIRE_BINARIES();
+  const std::string yaml = "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+                           "  - name: j\n    binary: " + kFixtureC + "\n    function: long_jumper\n"
+                           "    abandoned_status: aborted\n"
+                           "    metrics: [{metric: calls_total, labels: {status: $status}}]\n"
+                           "  - name: k\n    binary: " + kFixtureC + "\n    function: several_returns\n"
+                           "    metrics: [{metric: calls_total, labels: {status: $status}}]\n";
+  auto b = build(yaml);
+  ASSERT_TRUE(b.plan.ok()) << b.plan.error().message;
+  EXPECT_EQ(b.plan->statuses, (std::vector<std::string>{"success", "error", "aborted"}));
+  EXPECT_EQ(b.plan->specs.at(0).flags, INSA_PROBE_TRACKED | INSA_PROBE_ABANDON_STATUS);
+  EXPECT_EQ(b.plan->specs.at(0).abandoned_status, 2);
+  EXPECT_EQ(b.plan->specs.at(1).flags, INSA_PROBE_TRACKED);
+}
+
+}  // namespace
+}  // namespace insa::plan

@@ -83,7 +83,11 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   }
   inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, bins);
   auto* lc = inst->lifecycle.get();
-  if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); }); !r)
+  if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); },
+                                         inst->cfg.workers.empty()
+                                             ? std::function<void(const attach::ExecEvent&)>()
+                                             : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
+      !r)
     throw FatalError{r.error()};
   lc->scan();
   size_t ok = inst->engine->attach_all();

@@ -261,14 +261,28 @@ size_t Engine::attach_all() {
   return ok;
 }
 
-Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
+Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb,
+                                 std::function<void(const ExecEvent&)> exec_cb) {
   exit_cb_ = std::move(cb);
+  exec_cb_ = std::move(exec_cb);
   bpf_link* l = bpf_program__attach(skel_->progs.insa_task_exit);
   if (!l) return Error::from_errno("cannot attach the sched_process_exit tracepoint");
   shared_links_.emplace_back(l);
+  if (exec_cb_) {
+    bpf_link* x = bpf_program__attach(skel_->progs.insa_task_exec);
+    if (!x) return Error::from_errno("cannot attach the sched_process_exec tracepoint");
+    shared_links_.emplace_back(x);
+  }
   auto handler = [](void* ctx, void* data, size_t size) -> int {
-    if (size < sizeof(insa_exit_event)) return 0;
     auto* self = static_cast<Engine*>(ctx);
+    if (size == sizeof(insa_exec_event)) {
+      const auto* x = static_cast<const insa_exec_event*>(data);
+      // The kernel's dev_t is MAJOR << 20 | MINOR (include/linux/kdev_t.h).
+      const uint64_t dev = makedev(static_cast<unsigned>(x->dev >> 20), static_cast<unsigned>(x->dev & 0xfffff));
+      if (self->exec_cb_) self->exec_cb_(ExecEvent{x->tgid, dev, x->ino});
+      return 0;
+    }
+    if (size < sizeof(insa_exit_event)) return 0;
     const auto* e = static_cast<const insa_exit_event*>(data);
     ExitEvent ev{e->tgid, e->exit_code, std::string(e->comm, strnlen(e->comm, sizeof e->comm))};
     if (self->exit_cb_) self->exit_cb_(ev);

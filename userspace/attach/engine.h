@@ -60,6 +60,13 @@ struct ExitEvent {
   std::string comm;
 };
 
+/// A process started running a file (execve).
+struct ExecEvent {
+  uint32_t tgid;
+  uint64_t dev;  ///< userspace dev_t (makedev), comparable with stat's st_dev
+  uint64_t ino;
+};
+
 class Engine {
  public:
   /// Opens and loads the BPF object (verifier included) and fills the spec map.
@@ -84,8 +91,11 @@ class Engine {
   size_t retired_links() const;
   /// Detaches one probe's points.
   void detach_probe(size_t probe);
-  /// Starts reporting process exits to `cb` (called from poll_exits).
-  Result<void> watch_exits(std::function<void(const ExitEvent&)> cb);
+  /// Starts reporting process exits to `cb` and, when given, every exec to
+  /// `exec_cb` (pid, device and inode of the file; called from poll_exits, in the
+  /// order they happened).
+  Result<void> watch_exits(std::function<void(const ExitEvent&)> cb,
+                           std::function<void(const ExecEvent&)> exec_cb = {});
   /// Drains pending exit events; waits at most timeout_ms.
   int poll_exits(int timeout_ms);
 
@@ -115,6 +125,7 @@ class Engine {
   std::vector<ProbeState> states_;
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
+  std::function<void(const ExecEvent&)> exec_cb_;
 };
 
 /// Routes libbpf's messages into spdlog (debug level, warnings as warnings).

@@ -162,6 +162,10 @@ class Builder {
     if (pp.tracked) spec.flags |= INSA_PROBE_TRACKED;
     spec.default_status = status_index(p.default_status);
     spec.exception_status = status_index(p.exception_status);
+    if (!p.abandoned_status.empty()) {
+      spec.flags |= INSA_PROBE_ABANDON_STATUS;
+      spec.abandoned_status = status_index(p.abandoned_status);
+    }
     for (const auto& r : p.status) {
       auto& kr = spec.rules[spec.nrules++];
       kr.src = src_of(r.lhs);

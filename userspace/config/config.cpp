@@ -386,7 +386,7 @@ class Parser {
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
-    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "metrics"});
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics"});
     ProbeDef p;
     p.mark = mark(n);
     p.name = req_str(n, "name", "a probe");
@@ -413,6 +413,10 @@ class Parser {
       else fail(e, "'exit' is return-sites (default, safe with C++ exceptions) or uretprobe (C code only)");
     }
     if (n["exception_status"]) p.exception_status = str(n["exception_status"], "'exception_status'");
+    if (auto a = n["abandoned_status"]) {
+      p.abandoned_status = str(a, "'abandoned_status'");
+      if (p.abandoned_status.empty()) fail(a, "'abandoned_status' names a status, e.g. error");
+    }
     if (auto s = n["status"]) {
       if (!s.IsSequence()) fail(s, "'status' must be a list of rules");
       for (const auto& r : s) {
@@ -426,6 +430,9 @@ class Parser {
     if (!m || !m.IsSequence() || m.size() == 0) fail(n, where + " needs a non-empty 'metrics' list");
     for (const auto& u : m) p.updates.push_back(update(u, c, p.name));
     if (p.updates.size() > 6) fail(m, "at most 6 metric updates per probe; split it into two probes on the same function");
+    if (!p.abandoned_status.empty() && !p.tracked())
+      fail(n["abandoned_status"], "'abandoned_status' needs a probe whose calls are followed to their end: an update at exit, "
+                                  "e.g. labels {status: $status}");
     if (!p.usdt.empty()) {
       auto exit_only = [](const ValueRef& v) {
         return v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Duration || v.kind == ValueRef::Kind::Status;

@@ -104,6 +104,10 @@ struct ProbeDef {
   std::vector<StatusRule> status;
   std::string default_status = "success";
   std::string exception_status = "error";
+  /// Status of a call that never returned (left by longjmp/siglongjmp, or its thread or
+  /// process ended): exit updates run with it, skipping $ret and $duration. Empty: such
+  /// calls only count in insa_exporter_abandoned_calls_total.
+  std::string abandoned_status;
   std::vector<Update> updates;
   Mark mark;
   Mark binary_mark, function_mark;
