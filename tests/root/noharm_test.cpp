@@ -61,6 +61,8 @@ const std::vector<Scenario> kScenarios{
     {"throw5", "cpp", "throw5", 20, {{"insa_fx::catcher"}, {"insa_fx::descend"}, {"insa_fx::boom"}}},
     {"rethrow", "cpp", "rethrow", 20, {{"insa_fx::catch_rethrow"}, {"insa_fx::rethrower"}, {"insa_fx::boom"}}},
     {"mixed", "cpp", "mixed", 30, {{"insa_fx::maybe_throw"}}},
+    // A throwing member function (stripped: a .dynsym name, an unnamed cold part).
+    {"method", "cpp", "method", 30, {{"insa_fx::Parser::parse"}}},
     {"slow_throw", "cpp", "slow_throw", 6, {{"insa_fx::nap_then_throw"}}},
     {"cpp_kill", "cpp", "block", 3, {{"insa_fx::blocked_call"}}, true},
     // C: several returns (status from $ret at each return site), tail calls, recursion.
@@ -324,7 +326,7 @@ TEST(NoHarmTwoProbes, EachProbeOnOneFunctionCountsEveryCall) {
       {"c", "pie_O2", "recurse", 10, "recurse"},
       {"c", "nopie_O2", "tail", 20, "tail_caller"},
   };
-  int port = 19590;
+  int port = 19620;
   for (const auto& c : cases) {
     SCOPED_TRACE(c.fn + " in " + c.lang + "_" + c.variant);
     TempDir dir("/tmp/insa-noharm-two-" + std::to_string(port));
@@ -376,7 +378,7 @@ TEST(NoHarmAbandoned, AbandonedStatusCountsInUserMetrics) {
     std::string mode, fn;
     int n;
   };
-  int port = 19594;
+  int port = 19624;
   for (const Case& c : {Case{"longjmp", "long_jumper", 12}, Case{"thread_exit", "thread_exiter", 5}}) {
     SCOPED_TRACE(c.mode);
     TempDir dir("/tmp/insa-noharm-abandoned-" + std::to_string(port));
@@ -547,6 +549,7 @@ TEST(NoHarmCheck, StrippedCxxExitMethodAndUretprobeRefusal) {
       {"cpp", "insa_fx::catcher", "_ZN7insa_fx7catcherEi"},
       {"cpp", "insa_fx::rethrower", "_ZN7insa_fx9rethrowerEi"},
       {"cpp", "insa_fx::nap_then_throw", "_ZN7insa_fx14nap_then_throwEi"},
+      {"cpp", "insa_fx::Parser::parse", "_ZN7insa_fx6Parser5parseEi"},
   };
   std::ostringstream y;
   y << "metrics:\n  - name: calls_total\n    type: counter\n    labels: [probe, status]\nprobes:\n";
