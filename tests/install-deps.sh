@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
       prometheus-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev
       libcapstone-dev libre2-dev libsqlite3-dev sqlite3 prometheus bpftrace curl systemd
-      binutils systemtap-sdt-dev python3 procps psmisc)
+      binutils systemtap-sdt-dev python3 procps psmisc postgresql-15 postgresql-client-15)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
