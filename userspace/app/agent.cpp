@@ -52,6 +52,12 @@ FileId file_id(const std::string& path) {
   return {st.st_dev, st.st_ino};
 }
 
+FileId analysed_id(const plan::ProbePlan& pp) {
+  if (!pp.points.empty() && pp.points.front().ino != 0)
+    return {static_cast<dev_t>(pp.points.front().dev), static_cast<ino_t>(pp.points.front().ino)};
+  return file_id(pp.binary);
+}
+
 /// One loaded configuration: everything a reload replaces.
 struct Instance {
   config::Config cfg;
@@ -92,7 +98,9 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   lc->scan();
   size_t ok = inst->engine->attach_all();
   spdlog::info("{} of {} probes attached", ok, inst->plan.probes.size());
-  for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(file_id(pp.binary));
+  // The identity of the file each probe was analysed from: if it was replaced before the
+  // attach (which then refused it), the next scan sees the difference and re-plans.
+  for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(analysed_id(pp));
 
   inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->counters_fd(), inst->engine->gauges_fd(),
                                                         inst->engine->stats_fd(),
@@ -120,8 +128,11 @@ void check_replaced(Instance& inst) {
       continue;
     }
     auto r = inst.engine->replace_probe(i, fresh->probes[i], fresh->specs[i]);
-    if (!r) spdlog::error("{}", r.error().message);
-    inst.probe_files[i] = now;
+    if (!r)
+      spdlog::error("{}", r.error().message);
+    else
+      spdlog::info("probe '{}' attached to the new {}", pp.name, pp.binary);
+    inst.probe_files[i] = analysed_id(fresh->probes[i]);
   }
 }
 

@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -97,6 +99,31 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
 }
 
 Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
+  // Attach through a descriptor of the very file that was analysed: the kernel
+  // resolves /proc/self/fd/N to the open file, so a binary swapped on disk since the
+  // analysis can never receive breakpoints at offsets computed for another file.
+  std::string path = p.binary;
+  int fd = -1;
+  if (p.ino != 0) {
+    fd = ::open(p.binary.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != p.dev || st.st_ino != p.ino) {
+      int e = fd < 0 ? errno : ESTALE;
+      if (fd >= 0) ::close(fd);
+      return Error{"cannot attach to " + p.binary + ": " +
+                       (fd < 0 && e != ESTALE ? std::string(strerror(e))
+                                              : std::string("the file was replaced after it was analysed (it is "
+                                                            "analysed again at the next scan)")),
+                   e};
+    }
+    path = "/proc/self/fd/" + std::to_string(fd);
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{fd};
   bpf_link* l = nullptr;
   switch (p.role) {
     case plan::Role::Entry:
@@ -107,11 +134,13 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
       bpf_program* prog = p.role == plan::Role::Entry     ? skel_->progs.insa_entry
                           : p.role == plan::Role::Catch ? skel_->progs.insa_catch
                                                         : skel_->progs.insa_exit;
-      l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
+      l = bpf_program__attach_uprobe_opts(prog, p.pid, path.c_str(), p.offset, &o);
       break;
     }
     case plan::Role::Usdt: {
       LIBBPF_OPTS(bpf_usdt_opts, o, .usdt_cookie = p.cookie);
+      // By path (checked just above): libbpf matches a library's path in /proc/PID/maps
+      // to place USDT probes of one process, which a /proc/self/fd path would not match.
       l = bpf_program__attach_usdt(skel_->progs.insa_usdt, p.pid, p.binary.c_str(), p.usdt_provider.c_str(),
                                    p.usdt_name.c_str(), &o);
       break;
@@ -144,8 +173,11 @@ Result<void> Engine::attach_probe(size_t i) {
   links_[i] = std::move(links);
   states_[i] = ProbeState{true, links_[i].size(), ""};
   struct stat st {};
-  probe_files_[i] = stat(pp.binary.c_str(), &st) == 0 ? std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino})
-                                                       : std::make_pair(uint64_t{0}, uint64_t{0});
+  if (!pp.points.empty() && pp.points.front().ino != 0)
+    probe_files_[i] = {pp.points.front().dev, pp.points.front().ino};
+  else
+    probe_files_[i] = stat(pp.binary.c_str(), &st) == 0 ? std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino})
+                                                         : std::make_pair(uint64_t{0}, uint64_t{0});
   return {};
 }
 

@@ -123,6 +123,8 @@ class Builder {
       a.role = Role::Catch;
       a.binary = f;
       a.offset = sym->file_offset;
+      a.dev = file->device();
+      a.ino = file->inode();
       plan_.catch_points.push_back(a);
     }
   }
@@ -185,6 +187,8 @@ class Builder {
       a.pid = p.pid;
       a.cookie = ck;
       a.probe = probe_index;
+      a.dev = file->device();
+      a.ino = file->inode();
       points.push_back(a);
     };
     const auto fmark = p.function_mark.str();
@@ -205,6 +209,8 @@ class Builder {
       a.usdt_provider = prov;
       a.usdt_name = name;
       a.probe = probe_index;
+      a.dev = file->device();
+      a.ino = file->inode();
       points.push_back(a);
       pp.target = "usdt " + p.usdt;
     } else {

@@ -30,6 +30,9 @@ struct AttachPoint {
   uint32_t cookie = 0;
   std::string usdt_provider, usdt_name;
   int probe = -1;      ///< index in Plan::probes, -1 for the shared catch hook
+  /// Identity of the file the offsets were computed from (0: not checked). The engine
+  /// attaches through a descriptor whose fstat matches it, never by path alone.
+  uint64_t dev = 0, ino = 0;
 };
 
 /// How one label of a series is produced from a key.

@@ -72,6 +72,7 @@ struct ElfFile::Impl {
   std::string debug_file;
   std::string cxx_runtime;
   bool has_symtab = false;  // a .symtab with function symbols (not stripped)
+  uint64_t dev = 0, ino = 0;
 
   /// Adds the function symbols of `from` (this file or its debug file).
   void read_symbols(Elf* from,
@@ -264,6 +265,8 @@ ElfFile& ElfFile::operator=(ElfFile&&) noexcept = default;
 ElfFile::~ElfFile() = default;
 
 const std::string& ElfFile::path() const { return impl_->path; }
+uint64_t ElfFile::device() const { return impl_->dev; }
+uint64_t ElfFile::inode() const { return impl_->ino; }
 bool ElfFile::is_dyn() const { return impl_->dyn; }
 const std::vector<Symbol>& ElfFile::functions() const {
   return impl_->functions;
@@ -413,6 +416,8 @@ Result<ElfFile> ElfFile::open(const std::string& path,
     return Error::from_errno("cannot stat '" + path + "'");
   if (!S_ISREG(st.st_mode))
     return Error{"'" + path + "' is not a regular file", EINVAL};
+  impl->dev = st.st_dev;
+  impl->ino = st.st_ino;
 
   // ELF_C_READ (pread into our memory), never ELF_C_READ_MMAP: the kernel installs uprobe
   // breakpoints in every private mapping of a probed file that may execute, ours included,

@@ -66,6 +66,10 @@ class ElfFile {
 
   /// The path this file was opened with.
   const std::string& path() const;
+  /// Device and inode of the file this object read (fstat of its descriptor): the
+  /// identity the attach step checks, so probes land in the file that was analysed.
+  uint64_t device() const;
+  uint64_t inode() const;
   /// True for ET_DYN (PIE executables and shared libraries).
   bool is_dyn() const;
 
