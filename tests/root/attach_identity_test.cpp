@@ -25,9 +25,12 @@ TEST(AttachIdentity, AFileSwappedAfterAnalysisIsNotAttached) {
   fs::create_directories(dir);
   const std::string bin = dir + "/worker";
   fs::copy_file(binary_dir() + "/tests/fixtures/fixture_c_pie_O2", bin);
-  const std::string yaml = "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
-                           "  - name: sr\n    binary: " + bin + "\n    function: several_returns\n"
-                           "    metrics: [{metric: calls_total, labels: {status: $status}}]\n";
+  const std::string yaml =
+      "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+      "  - name: sr\n    binary: " +
+      bin +
+      "\n    function: several_returns\n"
+      "    metrics: [{metric: calls_total, labels: {status: $status}}]\n";
   auto cfg = config::parse_config(yaml, dir + "/p.yaml");
   ASSERT_TRUE(cfg.ok()) << cfg.error().message;
   auto analysed = plan::build_plan(*cfg);
@@ -71,8 +74,10 @@ TEST(AttachIdentity, ExporterCountsTheReplacedFileExactly) {
   fs::copy_file(binary_dir() + "/tests/fixtures/fixture_c_pie_O2", bin);
   const std::string config = dir + "/p.yaml";
   std::ofstream(config) << "metrics:\n  - name: calls_total\n    type: counter\nprobes:\n"
-                           "  - name: sr\n    binary: " + bin + "\n    function: several_returns\n"
-                           "    metrics: [{metric: calls_total, when: exit}]\n";
+                           "  - name: sr\n    binary: " +
+                               bin +
+                               "\n    function: several_returns\n"
+                               "    metrics: [{metric: calls_total, when: exit}]\n";
   Exporter exp(config, 19366);
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   fs::copy_file(binary_dir() + "/tests/fixtures/fixture_c_nopie_O0", bin + ".new");

@@ -45,10 +45,10 @@ class PgServer {
       error_ = "initdb failed: " + out;
       return;
     }
-    server_ = Child::spawn({"/usr/sbin/runuser", "-u", "postgres", "--", kPgBin + "/postgres", "-D", dir_ + "/data",
-                            "-k", dir_, "-c", "listen_addresses=", "-p", std::to_string(kPgPort), "-c",
-                            "autovacuum=off"},
-                           dir_ + "/server.log");
+    server_ =
+        Child::spawn({"/usr/sbin/runuser", "-u", "postgres", "--", kPgBin + "/postgres", "-D", dir_ + "/data", "-k",
+                      dir_, "-c", "listen_addresses=", "-p", std::to_string(kPgPort), "-c", "autovacuum=off"},
+                     dir_ + "/server.log");
     const std::string sock = dir_ + "/.s.PGSQL." + std::to_string(kPgPort);
     for (int i = 0; i < 100 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (!fs::exists(sock)) error_ = "postgres did not start: " + slurp(dir_ + "/server.log");
@@ -88,11 +88,13 @@ TEST(Postgres, ErrorsInsidePortalRunCountAsErrorsExactly) {
                            "  - name: portal_runs_total\n    type: counter\n    labels: [status]\n"
                            "  - name: portal_run_seconds\n    type: histogram\n    buckets: [1]\n"
                            "probes:\n"
-                           "  - name: portalrun\n    binary: " + kPgBin + "/postgres\n    function: PortalRun\n"
-                           "    abandoned_status: error\n"
-                           "    metrics:\n"
-                           "      - {metric: portal_runs_total, labels: {status: $status}}\n"
-                           "      - {metric: portal_run_seconds, observe: $duration}\n";
+                           "  - name: portalrun\n    binary: " +
+                               kPgBin +
+                               "/postgres\n    function: PortalRun\n"
+                               "    abandoned_status: error\n"
+                               "    metrics:\n"
+                               "      - {metric: portal_runs_total, labels: {status: $status}}\n"
+                               "      - {metric: portal_run_seconds, observe: $duration}\n";
 
   // `check`: PortalRun's exits are its own ret(s); no jump into its cold part listed.
   auto [cst, cout] = run_capture({binary_dir() + "/insa-exporter", "check", config});
@@ -107,14 +109,16 @@ TEST(Postgres, ErrorsInsidePortalRunCountAsErrorsExactly) {
   // session (the next PortalRun reclaims the abandoned call) and in a second one that
   // ends on an error (reclaimed when the backend exits).
   std::string one, two;
-  for (int i = 0; i < 12; ++i) one += i % 3 == 1 ? "SELECT 1/(random()*0)::int;\n" : "SELECT " + std::to_string(i) + ";\n";
+  for (int i = 0; i < 12; ++i)
+    one += i % 3 == 1 ? "SELECT 1/(random()*0)::int;\n" : "SELECT " + std::to_string(i) + ";\n";
   for (int i = 0; i < 4; ++i) two += i % 2 ? "SELECT 1/(random()*0)::int;\n" : "SELECT 42;\n";
   double errors = 0, statements = 0;
   for (const auto& script : {one, two}) {
     auto [st, out] = pg.psql(script);
     ASSERT_TRUE(WIFEXITED(st)) << out;
     static const std::regex err("ERROR:  division by zero");
-    errors += static_cast<double>(std::distance(std::sregex_iterator(out.begin(), out.end(), err), std::sregex_iterator()));
+    errors +=
+        static_cast<double>(std::distance(std::sregex_iterator(out.begin(), out.end(), err), std::sregex_iterator()));
     statements += static_cast<double>(std::count(script.begin(), script.end(), '\n'));
   }
   ASSERT_EQ(errors, 4 + 2);  // what the client saw

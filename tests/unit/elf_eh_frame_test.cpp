@@ -18,9 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using insa::test::run_command;
 
-std::string fixture(const std::string& name) {
-  return std::string(INSA_BINARY_DIR) + "/tests/fixtures/" + name;
-}
+std::string fixture(const std::string& name) { return std::string(INSA_BINARY_DIR) + "/tests/fixtures/" + name; }
 
 /// readelf's FDE ranges: {begin, end}.
 std::set<std::pair<uint64_t, uint64_t>> readelf_fdes(const std::string& path) {
@@ -39,8 +37,8 @@ std::set<std::pair<uint64_t, uint64_t>> readelf_fdes(const std::string& path) {
 }
 
 TEST(EhFrame, FdesAreReadelfs) {
-  for (const char* name : {"fixture_cpp_stripped_O2", "fixture_cpp_pie_O2", "fixture_c_nopie_O0",
-                           "fixture_cpp_static_O2"}) {
+  for (const char* name :
+       {"fixture_cpp_stripped_O2", "fixture_cpp_pie_O2", "fixture_c_nopie_O0", "fixture_cpp_static_O2"}) {
     SCOPED_TRACE(name);
     auto f = ElfFile::open(fixture(name));
     ASSERT_TRUE(f.ok()) << f.error().message;
@@ -165,9 +163,9 @@ TEST(StrippedCxx, UnnamedColdPartsAreTheFunctionsOwn) {
   ASSERT_TRUE(named.ok() && bare.ok());
   ASSERT_EQ(bare->debug_file(), "");
   size_t with_cold = 0;
-  for (const char* fn : {"insa_fx::boom", "insa_fx::maybe_throw", "insa_fx::catcher", "insa_fx::rethrower",
-                         "insa_fx::catch_rethrow", "insa_fx::nap_then_throw", "insa_fx::descend",
-                         "insa_fx::Parser::parse"}) {
+  for (const char* fn :
+       {"insa_fx::boom", "insa_fx::maybe_throw", "insa_fx::catcher", "insa_fx::rethrower", "insa_fx::catch_rethrow",
+        "insa_fx::nap_then_throw", "insa_fx::descend", "insa_fx::Parser::parse"}) {
     SCOPED_TRACE(fn);
     bool unnamed = false;
     Shape want = shape(*named, fn), got = shape(*bare, fn, &unnamed);

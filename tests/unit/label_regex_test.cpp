@@ -43,8 +43,7 @@ TEST(LabelRegex, BacktrackingPatternsOnA64ByteCaptureAreLinear) {
     d.map_default = "other_sql";
     const auto t0 = std::chrono::steady_clock::now();
     const std::string got = collector::Collector::decode_label(d, key, {});
-    const auto us =
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    const auto us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     std::printf("[ figure   ] regex %-10s on a 64-byte capture: %.1f us\n", pattern, us);
     // "(a+)+$" matches: its group is the last 'a+' iteration, the whole run.
     EXPECT_EQ(got, std::string(pattern) == "(a+)+$" ? aaa : "other_sql") << pattern;

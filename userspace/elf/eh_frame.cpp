@@ -89,22 +89,45 @@ class Cursor {
     const uint64_t field = vaddr_here();
     uint64_t v = 0;
     switch (enc & 0x0f) {
-      case 0x00: v = fixed(8); break;
-      case 0x01: v = uleb(); break;
-      case 0x02: v = fixed(2); break;
-      case 0x03: v = fixed(4); break;
-      case 0x04: v = fixed(8); break;
-      case 0x09: v = static_cast<uint64_t>(sleb()); break;
-      case 0x0a: v = static_cast<uint64_t>(sfixed(2)); break;
-      case 0x0b: v = static_cast<uint64_t>(sfixed(4)); break;
-      case 0x0c: v = fixed(8); break;
-      default: ok_ = false; return std::nullopt;
+      case 0x00:
+        v = fixed(8);
+        break;
+      case 0x01:
+        v = uleb();
+        break;
+      case 0x02:
+        v = fixed(2);
+        break;
+      case 0x03:
+        v = fixed(4);
+        break;
+      case 0x04:
+        v = fixed(8);
+        break;
+      case 0x09:
+        v = static_cast<uint64_t>(sleb());
+        break;
+      case 0x0a:
+        v = static_cast<uint64_t>(sfixed(2));
+        break;
+      case 0x0b:
+        v = static_cast<uint64_t>(sfixed(4));
+        break;
+      case 0x0c:
+        v = fixed(8);
+        break;
+      default:
+        ok_ = false;
+        return std::nullopt;
     }
     if (!apply) return v;
     switch (enc & 0x70) {
-      case 0x00: return v;
-      case kPcrel: return v + field;
-      default: return std::nullopt;
+      case 0x00:
+        return v;
+      case kPcrel:
+        return v + field;
+      default:
+        return std::nullopt;
     }
   }
 
@@ -137,9 +160,9 @@ struct State {
   bool entry() const { return cfa_reg == kRsp && cfa_off == 8 && !other_rule; }
 };
 
-/// Runs call frame instructions until the first advance. Returns false at the
-/// first advance (or the end); an instruction it does not model leaves the
-/// state "entry" (no evidence either way) and stops.
+/// Runs call frame instructions up to the first location advance (or the end):
+/// the rules that hold at the FDE's first byte. An instruction it does not model
+/// stops it too, leaving the state as it was (no evidence of a mid-frame start).
 void run_until_advance(Cursor& c, const Cie& cie, State& s) {
   while (!c.done() && c.ok()) {
     uint8_t op = static_cast<uint8_t>(c.fixed(1));
@@ -152,37 +175,91 @@ void run_until_advance(Cursor& c, const Cie& cie, State& s) {
     }
     if (hi == 0xc0) continue;  // DW_CFA_restore
     switch (op) {
-      case 0x00: break;                       // nop
-      case 0x01: case 0x02: case 0x03: case 0x04:  // set_loc, advance_loc1/2/4
+      case 0x00:
+        break;  // nop
+      case 0x01:
+      case 0x02:
+      case 0x03:
+      case 0x04:  // set_loc, advance_loc1/2/4
         return;
       case 0x05: {  // offset_extended
         uint64_t r = c.uleb();
         s.rule(r, static_cast<int64_t>(c.uleb()) * cie.data_align == -8);
         break;
       }
-      case 0x06: c.uleb(); break;  // restore_extended
-      case 0x07: s.rule(c.uleb(), false); break;  // undefined
-      case 0x08: c.uleb(); break;                 // same_value
-      case 0x09: s.rule(c.uleb(), false); c.uleb(); break;  // register
-      case 0x0a: case 0x0b: break;  // remember/restore_state
-      case 0x0c: s.cfa_reg = c.uleb(); s.cfa_off = static_cast<int64_t>(c.uleb()); break;  // def_cfa
-      case 0x0d: s.cfa_reg = c.uleb(); break;                                           // def_cfa_register
-      case 0x0e: s.cfa_off = static_cast<int64_t>(c.uleb()); break;                     // def_cfa_offset
-      case 0x0f: s.other_rule = true; c.skip(c.uleb()); break;                          // def_cfa_expression
-      case 0x10: { uint64_t r = c.uleb(); s.rule(r, false); c.skip(c.uleb()); break; }   // expression
+      case 0x06:
+        c.uleb();
+        break;  // restore_extended
+      case 0x07:
+        s.rule(c.uleb(), false);
+        break;  // undefined
+      case 0x08:
+        c.uleb();
+        break;  // same_value
+      case 0x09:
+        s.rule(c.uleb(), false);
+        c.uleb();
+        break;  // register
+      case 0x0a:
+      case 0x0b:
+        break;  // remember/restore_state
+      case 0x0c:
+        s.cfa_reg = c.uleb();
+        s.cfa_off = static_cast<int64_t>(c.uleb());
+        break;  // def_cfa
+      case 0x0d:
+        s.cfa_reg = c.uleb();
+        break;  // def_cfa_register
+      case 0x0e:
+        s.cfa_off = static_cast<int64_t>(c.uleb());
+        break;  // def_cfa_offset
+      case 0x0f:
+        s.other_rule = true;
+        c.skip(c.uleb());
+        break;  // def_cfa_expression
+      case 0x10: {
+        uint64_t r = c.uleb();
+        s.rule(r, false);
+        c.skip(c.uleb());
+        break;
+      }             // expression
       case 0x11: {  // offset_extended_sf
         uint64_t r = c.uleb();
         s.rule(r, c.sleb() * cie.data_align == -8);
         break;
       }
-      case 0x12: s.cfa_reg = c.uleb(); s.cfa_off = c.sleb() * cie.data_align; break;  // def_cfa_sf
-      case 0x13: s.cfa_off = c.sleb() * cie.data_align; break;                         // def_cfa_offset_sf
-      case 0x14: s.rule(c.uleb(), false); c.uleb(); break;                              // val_offset
-      case 0x15: s.rule(c.uleb(), false); c.sleb(); break;                              // val_offset_sf
-      case 0x16: { uint64_t r = c.uleb(); s.rule(r, false); c.skip(c.uleb()); break; }  // val_expression
-      case 0x2e: c.uleb(); break;                                                        // GNU_args_size
-      case 0x2f: { uint64_t r = c.uleb(); s.rule(r, false); c.uleb(); break; }           // GNU_negative_offset_extended
-      default: return;
+      case 0x12:
+        s.cfa_reg = c.uleb();
+        s.cfa_off = c.sleb() * cie.data_align;
+        break;  // def_cfa_sf
+      case 0x13:
+        s.cfa_off = c.sleb() * cie.data_align;
+        break;  // def_cfa_offset_sf
+      case 0x14:
+        s.rule(c.uleb(), false);
+        c.uleb();
+        break;  // val_offset
+      case 0x15:
+        s.rule(c.uleb(), false);
+        c.sleb();
+        break;  // val_offset_sf
+      case 0x16: {
+        uint64_t r = c.uleb();
+        s.rule(r, false);
+        c.skip(c.uleb());
+        break;
+      }  // val_expression
+      case 0x2e:
+        c.uleb();
+        break;  // GNU_args_size
+      case 0x2f: {
+        uint64_t r = c.uleb();
+        s.rule(r, false);
+        c.uleb();
+        break;
+      }  // GNU_negative_offset_extended
+      default:
+        return;
     }
   }
 }
@@ -216,22 +293,30 @@ Result<std::vector<Fde>> parse_eh_frame(std::span<const uint8_t> bytes, uint64_t
     if (aug.find("eh") != std::string::npos) r.fixed(8);
     cie.code_align = r.uleb();
     cie.data_align = r.sleb();
-    if (version == 1) r.fixed(1); else r.uleb();  // return address register
+    if (version == 1)
+      r.fixed(1);
+    else
+      r.uleb();  // return address register
     if (!aug.empty() && aug[0] == 'z') {
       cie.has_z = true;
       uint64_t alen = r.uleb();
       size_t aend = r.at() + alen;
       for (size_t i = 1; i < aug.size() && r.ok(); ++i) {
         switch (aug[i]) {
-          case 'L': cie.lsda_enc = static_cast<uint8_t>(r.fixed(1)); break;
-          case 'R': cie.fde_enc = static_cast<uint8_t>(r.fixed(1)); break;
+          case 'L':
+            cie.lsda_enc = static_cast<uint8_t>(r.fixed(1));
+            break;
+          case 'R':
+            cie.fde_enc = static_cast<uint8_t>(r.fixed(1));
+            break;
           case 'P': {
             uint8_t enc = static_cast<uint8_t>(r.fixed(1));
             r.pointer(enc & 0x7f, false);
             cie.personality = true;
             break;
           }
-          default: break;  // 'S', 'B', 'G': no data, or skipped via aend below
+          default:
+            break;  // 'S', 'B', 'G': no data, or skipped via aend below
         }
       }
       if (r.at() > aend) return std::nullopt;
@@ -293,8 +378,7 @@ Result<std::vector<Fde>> parse_eh_frame(std::span<const uint8_t> bytes, uint64_t
 }
 
 const Fde* fde_containing(const std::vector<Fde>& fdes, uint64_t vaddr) {
-  auto it = std::upper_bound(fdes.begin(), fdes.end(), vaddr,
-                             [](uint64_t v, const Fde& f) { return v < f.begin; });
+  auto it = std::upper_bound(fdes.begin(), fdes.end(), vaddr, [](uint64_t v, const Fde& f) { return v < f.begin; });
   if (it == fdes.begin()) return nullptr;
   --it;
   return vaddr - it->begin < it->size ? &*it : nullptr;

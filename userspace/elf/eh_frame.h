@@ -20,8 +20,8 @@ namespace insa::elf {
 
 /// One Frame Description Entry: a contiguous range of code.
 struct Fde {
-  uint64_t begin = 0;  ///< link-time virtual address of the first byte
-  uint64_t size = 0;   ///< bytes of code covered
+  uint64_t begin = 0;        ///< link-time virtual address of the first byte
+  uint64_t size = 0;         ///< bytes of code covered
   bool personality = false;  ///< its CIE names a personality routine ('P')
   bool lsda = false;         ///< it points at a non-null LSDA (C++ catch/cleanup table)
   /// The frame rules at `begin` are a function entry's: CFA = rsp + 8, the
