@@ -553,6 +553,24 @@ int insa_usdt(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Every exec on the host: userspace keeps those of worker binaries, so a worker
+ * that lives shorter than the /proc scan still counts as started (and restarted). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(insa_task_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct insa_exec_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
+	e->tgid = BPF_CORE_READ(p, tgid);
+	e->pad = 0;
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->pad2 = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(insa_task_exit, struct task_struct *task)
 {
@@ -571,24 +589,6 @@ int BPF_PROG(insa_task_exit, struct task_struct *task)
 	e->tgid = tgid;
 	e->exit_code = BPF_CORE_READ(cur, exit_code);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
-	return 0;
-}
-
-/* Every exec on the host: userspace keeps those of worker binaries, so a worker
- * that lives shorter than the /proc scan still counts as started (and restarted). */
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(insa_task_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
-{
-	struct insa_exec_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
-	if (!e)
-		return 0;
-	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
-	e->tgid = BPF_CORE_READ(p, tgid);
-	e->pad = 0;
-	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	e->ino = BPF_CORE_READ(inode, i_ino);
-	e->pad2 = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -72,11 +72,12 @@ enum insa_cmp {
 #define INSA_COOKIE_URET (1u << 31)
 /* Cookie bit of an exit site that is a tail jmp: rax there is not the return value. */
 #define INSA_COOKIE_TAIL (1u << 30)
+/* Probe spec flag: abandoned calls run exit updates with abandoned_status. */
+#define INSA_PROBE_ABANDON_STATUS (1u << 3)
 
 /* Probe spec flags. */
 #define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */
 #define INSA_PROBE_CATCH (1u << 1)   /* this attach point is the C++ catch hook */
-#define INSA_PROBE_ABANDON_STATUS (1u << 3) /* abandoned calls run exit updates with abandoned_status */
 
 /* One label slot of the key: `len` bytes at `offset` of insa_key.data. */
 struct insa_label_src {
@@ -174,13 +175,6 @@ struct insa_span_key {
 	__s64 id;
 };
 
-/* Ring buffer event: a process (thread group) exited. */
-struct insa_exit_event {
-	__u32 tgid;
-	__s32 exit_code; /* wait status: (code << 8) | signal */
-	char comm[16];
-};
-
 /* Ring buffer event: a process exec'd a file. Shares the ring buffer with
  * insa_exit_event (so a short-lived process's exec is read before its exit) and
  * is told apart by its size. */
@@ -190,6 +184,13 @@ struct insa_exec_event {
 	__u64 dev; /* kernel dev_t of the file's filesystem: MAJOR << 20 | MINOR */
 	__u64 ino;
 	__u64 pad2;
+};
+
+/* Ring buffer event: a process (thread group) exited. */
+struct insa_exit_event {
+	__u32 tgid;
+	__s32 exit_code; /* wait status: (code << 8) | signal */
+	char comm[16];
 };
 
 #endif /* INSA_SHARED_H */

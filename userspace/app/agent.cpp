@@ -115,8 +115,11 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   return inst;
 }
 
-/// Re-attaches probes whose binary was replaced on disk (new inode).
+/// Re-attaches probes whose binary was replaced on disk (new inode), and releases the
+/// links on old files no process runs any more.
 void check_replaced(Instance& inst) {
+  if (size_t n = inst.engine->release_retired(); n)
+    spdlog::info("released {} links on replaced binaries that no process runs any more", n);
   for (size_t i = 0; i < inst.probe_files.size(); ++i) {
     const auto& pp = inst.engine->plan().probes[i];
     FileId now = file_id(pp.binary);
@@ -265,8 +268,6 @@ int run_agent(const std::string& config_file, const std::string& listen_override
       inst->lifecycle->scan();
       std::lock_guard<std::mutex> lock(mu);  // attach states change under the HTTP handlers
       check_replaced(*inst);
-      if (size_t n = inst->engine->release_retired(); n)
-        spdlog::info("released {} links on replaced binaries that no process runs any more", n);
     }
   }
   spdlog::info("shutting down");
