@@ -87,6 +87,40 @@ class Parser {
     }
   }
 
+  /// A PID: decimal digits only ("010" is not octal 8), 1 .. PID_MAX_LIMIT.
+  int pid_value(const YAML::Node& n) const {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const bool digits = !v.empty() && v.size() <= 10 &&
+                        std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!digits || v[0] == '0' || std::stoull(v) > kPidMaxLimit)
+      fail(n, "'pid' must be a process ID in decimal, 1 to " + std::to_string(kPidMaxLimit) + ", got '" + v + "'");
+    return static_cast<int>(std::stoul(v));
+  }
+
+  /// A raw file offset: decimal or 0x-hex (a leading 0 is refused, not read as
+  /// octal), above 0 (offset 0 is the ELF header, never code).
+  uint64_t offset_value(const YAML::Node& n) const {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const bool hex = v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+    const std::string body = hex ? v.substr(2) : v;
+    const bool ok = !body.empty() && body.size() <= 16 && (hex || body[0] != '0') &&
+                    std::all_of(body.begin(), body.end(),
+                                [&](char ch) { return hex ? std::isxdigit(static_cast<unsigned char>(ch)) != 0
+                                                          : (ch >= '0' && ch <= '9'); });
+    uint64_t off = 0;
+    if (ok) {
+      try {
+        off = std::stoull(body, nullptr, hex ? 16 : 10);
+      } catch (const std::exception&) {
+        off = 0;
+      }
+    }
+    if (off == 0)
+      fail(n, "'offset' must be a file offset above 0 in decimal or 0x-hex (see insa-exporter list-probes), got '" + v +
+                  "'");
+    return off;
+  }
+
   double number(const YAML::Node& n, const std::string& what) const {
     if (!n.IsScalar()) fail(n, what + " must be a number");
     try {
@@ -230,11 +264,9 @@ class Parser {
     if (n["default"]) b.map_default = str(n["default"], "'default'");
     if (auto r = n["regex"]) {
       b.regex_src = str(r, "'regex'");
-      try {
-        b.regex.emplace(b.regex_src, std::regex::ECMAScript | std::regex::icase);
-      } catch (const std::regex_error& e) {
-        fail(r, "invalid regex '" + b.regex_src + "': " + e.what());
-      }
+      auto re = LabelRegex::compile(b.regex_src);
+      if (!re) fail(r, "invalid regex '" + b.regex_src + "': " + re.error().message + " (RE2 syntax)");
+      b.regex = *re;
       if (b.value.kind != ValueRef::Kind::ArgStr && b.value.kind != ValueRef::Kind::RetStr &&
           b.value.kind != ValueRef::Kind::Exception)
         fail(r, "'regex' needs a string value such as $arg2:str64");
@@ -407,13 +439,13 @@ class Parser {
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
-    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "metrics", "python"});
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics", "python"});
     ProbeDef p;
     p.mark = mark(n);
     p.name = req_str(n, "name", "a probe");
     if (p.name.empty()) fail(n["name"], "a probe name cannot be empty");
     const std::string where = "probe '" + p.name + "'";
-    if (n["pid"]) p.pid = static_cast<int>(integer(n["pid"], "'pid'"));
+    if (n["pid"]) { p.pid = pid_value(n["pid"]); p.pid_mark = mark(n["pid"]); }
     if (auto py = n["python"]) {
       for (const char* k : {"binary", "function", "usdt", "offset", "exit"})
         if (n[k]) fail(n[k], where + ": '" + k + "' does not apply to a python: probe (the interpreter is found from the process)");
@@ -433,9 +465,10 @@ class Parser {
       if (p.usdt.find(':') == std::string::npos) fail(n["usdt"], "'usdt' is provider:name");
       ++kinds;
     }
-    if (n["offset"]) { p.offset = static_cast<uint64_t>(integer(n["offset"], "'offset'")); p.function_mark = mark(n["offset"]); ++kinds; }
+    if (n["offset"]) { p.offset = offset_value(n["offset"]); p.function_mark = mark(n["offset"]); ++kinds; }
     if (kinds != 1) fail(n, where + " needs exactly one of 'function', 'usdt' or 'offset'");
     if (auto e = n["exit"]) {
+      p.exit_mark = mark(e);
       auto s = str(e, "'exit'");
       if (s == "return-sites") p.exit = ExitMethod::ReturnSites;
       else if (s == "uretprobe") p.exit = ExitMethod::Uretprobe;
@@ -486,6 +519,10 @@ class Parser {
 
   void parse_probe_body(const YAML::Node& n, const Config& c, ProbeDef& p, const std::string& where) {
     if (n["exception_status"]) p.exception_status = str(n["exception_status"], "'exception_status'");
+    if (auto a = n["abandoned_status"]) {
+      p.abandoned_status = str(a, "'abandoned_status'");
+      if (p.abandoned_status.empty()) fail(a, "'abandoned_status' names a status, e.g. error");
+    }
     if (auto s = n["status"]) {
       if (!s.IsSequence()) fail(s, "'status' must be a list of rules");
       for (const auto& r : s) {
@@ -499,6 +536,9 @@ class Parser {
     if (!m || !m.IsSequence() || m.size() == 0) fail(n, where + " needs a non-empty 'metrics' list");
     for (const auto& u : m) p.updates.push_back(update(u, c, p.name));
     if (p.updates.size() > 6) fail(m, "at most 6 metric updates per probe; split it into two probes on the same function");
+    if (!p.abandoned_status.empty() && !p.tracked())
+      fail(n["abandoned_status"], "'abandoned_status' needs a probe whose calls are followed to their end: an update at exit, "
+                                  "e.g. labels {status: $status}");
     if (!p.usdt.empty()) {
       auto exit_only = [](const ValueRef& v) {
         return v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Duration || v.kind == ValueRef::Kind::Status;
