@@ -44,13 +44,29 @@ Result<std::pair<std::string, int>> parse_address(const std::string& address) {
   }
 }
 
-Result<void> drop_thread_capabilities() {
-  // The raw syscall acts on the calling thread only; libcap's cap_set_proc would too,
-  // but this keeps the agent free of another library for one call.
+Result<void> keep_thread_capabilities(uint64_t keep) {
+  // The raw syscalls act on the calling thread only; libcap's cap_set_proc would too,
+  // but this keeps the agent free of another library for two calls.
   __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (syscall(SYS_capset, &hdr, data) != 0) return Error::from_errno("cannot drop the HTTP thread's capabilities");
+  if (syscall(SYS_capget, &hdr, data) != 0) return Error::from_errno("cannot read the thread's capabilities");
+  const uint64_t permitted = data[0].permitted | (static_cast<uint64_t>(data[1].permitted) << 32);
+  const uint64_t mask = permitted & keep;
+  for (int i = 0; i < 2; ++i) {
+    data[i].permitted = data[i].effective = static_cast<uint32_t>(mask >> (32 * i));
+    data[i].inheritable = 0;
+  }
+  if (syscall(SYS_capset, &hdr, data) != 0) return Error::from_errno("cannot drop the thread's capabilities");
   return {};
+}
+
+Result<void> drop_thread_capabilities() { return keep_thread_capabilities(0); }
+
+bool thread_permits(int cap) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  return (data[cap / 32].permitted >> (cap % 32)) & 1;
 }
 
 namespace {

@@ -113,4 +113,11 @@ Result<std::pair<std::string, int>> parse_address(const std::string& address);
 /// thread only (capabilities are per thread on Linux). Threads it creates inherit none.
 Result<void> drop_thread_capabilities();
 
+/// Keeps only the capabilities in `keep` (a mask of 1 << CAP_*) that the calling thread
+/// has in its permitted set, effective and permitted; clears the rest and inheritable.
+Result<void> keep_thread_capabilities(uint64_t keep);
+
+/// Whether the calling thread has capability `cap` (CAP_*) in its permitted set.
+bool thread_permits(int cap);
+
 }  // namespace insa::http

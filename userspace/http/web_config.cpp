@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
@@ -286,9 +287,14 @@ Result<std::shared_ptr<const WebState>> build_web_state(WebConfig cfg) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), t.cert_file.c_str()) != 1)
       return Error{cfg.file + ": cannot load cert_file " + t.cert_file + ": " + openssl_error() +
                    " (a PEM certificate, readable by the exporter)"};
-    if (SSL_CTX_use_PrivateKey_file(ctx.get(), t.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    if (SSL_CTX_use_PrivateKey_file(ctx.get(), t.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        return Error{cfg.file + ": key_file " + t.key_file + " does not match cert_file " + t.cert_file};
+      }
       return Error{cfg.file + ": cannot load key_file " + t.key_file + ": " + openssl_error() +
                    " (an unencrypted PEM private key, readable by the exporter)"};
+    }
     if (SSL_CTX_check_private_key(ctx.get()) != 1)
       return Error{cfg.file + ": key_file " + t.key_file + " does not match cert_file " + t.cert_file};
     if (!t.client_ca_file.empty()) {
