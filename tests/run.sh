@@ -30,5 +30,8 @@ tests/deploy/check_deploy.sh
 step "end to end: Prometheus scraping the exporter on the demo platform"
 tests/e2e.sh
 
+step "end to end: Prometheus scraping over TLS with basic auth, refused without credentials"
+tests/e2e_tls.sh
+
 echo
 echo "tests/run.sh: all tests passed"
