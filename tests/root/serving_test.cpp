@@ -130,13 +130,14 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
     while (!stop) {
       auto [code, body] = http_get(19372, "/metrics");
       ++scrapes;
-      if (code != 200 || body.find("insa_exporter_probe_events_total{probe=\"request\"}") == std::string::npos) ++failed;
+      if (code != 200 || body.find("insa_exporter_probe_events_total{probe=\"request\"}") == std::string::npos)
+        ++failed;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
   auto run_worker = [&](int n) {
-    auto [st, out] = run_capture({binary_dir() + "/tests/workers/request_worker", "--seed", "5", "--requests",
-                                  std::to_string(n)});
+    auto [st, out] =
+        run_capture({binary_dir() + "/tests/workers/request_worker", "--seed", "5", "--requests", std::to_string(n)});
     ASSERT_EQ(st, 0) << out;
   };
   run_worker(10);
@@ -181,7 +182,76 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
   // Without --web.enable-lifecycle there is no reload endpoint.
   Exporter plain(cfg, 19373);
   ASSERT_TRUE(plain.wait_ready()) << plain.log();
-  EXPECT_EQ(raw(19373, "POST /-/reload HTTP/1.1\r\nConnection: close\r\n\r\n").substr(0, 24), "HTTP/1.1 404 Not Found\r\n");
+  EXPECT_EQ(raw(19373, "POST /-/reload HTTP/1.1\r\nConnection: close\r\n\r\n").substr(0, 24),
+            "HTTP/1.1 404 Not Found\r\n");
+}
+
+size_t count_entries(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+/// The exporter's fds that are BPF programs, maps or links (anon_inode:bpf-prog, ...):
+/// bpftool here cannot say which process holds a program, and other tests load BPF too.
+std::map<std::string, size_t> bpf_fds(pid_t pid) {
+  std::map<std::string, size_t> n;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      char buf[256];
+      ssize_t len = readlink((dir + "/" + e->d_name).c_str(), buf, sizeof buf - 1);
+      if (len <= 0) continue;
+      std::string target(buf, static_cast<size_t>(len));
+      if (target.rfind("anon_inode:bpf", 0) == 0) ++n[target];
+    }
+    closedir(d);
+  }
+  return n;
+}
+
+TEST(Serving, FiftyReloadsUnderScrapingLeakNothing) {
+  require_root();
+  TempDir dir;
+  Exporter exp(request_config(dir.path()), 19375, {"--web.enable-lifecycle"});
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  const pid_t pid = exp.child().pid();
+  auto reload = [&] { return raw(19375, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); };
+  ASSERT_EQ(reload().substr(0, 17), "HTTP/1.1 200 OK\r\n");  // warm: one reload before measuring
+  const size_t fds0 = count_entries("/proc/" + std::to_string(pid) + "/fd");
+  const auto bpf0 = bpf_fds(pid);
+  const double rss0 = exp.scrape().at("process_resident_memory_bytes");
+  std::atomic<bool> stop{false};
+  std::atomic<int> scrapes{0}, failed{0};
+  std::thread scraper([&] {
+    while (!stop) {
+      auto [code, body] = http_get(19375, "/metrics");
+      ++scrapes;
+      if (code != 200 || body.find("insa_exporter_build_info") == std::string::npos) ++failed;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(reload().substr(0, 17), "HTTP/1.1 200 OK\r\n") << "reload " << i;
+  stop = true;
+  scraper.join();
+  const size_t fds1 = count_entries("/proc/" + std::to_string(pid) + "/fd");
+  const auto bpf1 = bpf_fds(pid);
+  const double rss1 = exp.scrape().at("process_resident_memory_bytes");
+  std::printf("[ figures  ] 50 reloads: %d scrapes, fds %zu -> %zu, BPF programs %zu -> %zu, RSS %.1f -> %.1f MiB\n",
+              scrapes.load(), fds0, fds1, bpf0.count("anon_inode:bpf-prog") ? bpf0.at("anon_inode:bpf-prog") : 0,
+              bpf1.count("anon_inode:bpf-prog") ? bpf1.at("anon_inode:bpf-prog") : 0, rss0 / 1048576, rss1 / 1048576);
+  EXPECT_EQ(failed.load(), 0) << "of " << scrapes.load();
+  EXPECT_GT(scrapes.load(), 50);
+  EXPECT_LE(fds1, fds0 + 2);  // a scrape connection may be open
+  EXPECT_EQ(bpf1, bpf0);      // programs, maps and links: as many as after the first reload
+  EXPECT_GT(bpf0.at("anon_inode:bpf-prog"), 0u);
+  EXPECT_LT(rss1, rss0 + 16 * 1048576);
+  EXPECT_EQ(exp.scrape().at("insa_exporter_probe_attached{probe=\"request\"}"), 1);
 }
 
 TEST(Serving, TelemetryPathJsonLogsAndProcessMetrics) {

@@ -54,12 +54,14 @@ TEST(Exposition, ValidUtf8) {
   EXPECT_EQ(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
   const std::string r = "\xEF\xBF\xBD";
   EXPECT_EQ(valid_utf8("\xff"), r);
-  EXPECT_EQ(valid_utf8("a\xff\xfe" "b"), "a" + r + "b");     // one replacement per run
-  EXPECT_EQ(valid_utf8("cut \xc3"), "cut " + r);             // a character cut by a capture length
-  EXPECT_EQ(valid_utf8("\xe2\x82"), r);                      // truncated 3-byte sequence
-  EXPECT_EQ(valid_utf8("\xc0\xaf"), r);                      // overlong '/'
-  EXPECT_EQ(valid_utf8("\xed\xa0\x80"), r);                  // UTF-16 surrogate
-  EXPECT_EQ(valid_utf8("\xf4\x90\x80\x80"), r);              // above U+10FFFF
+  EXPECT_EQ(valid_utf8("a\xff\xfe"
+                       "b"),
+            "a" + r + "b");                       // one replacement per run
+  EXPECT_EQ(valid_utf8("cut \xc3"), "cut " + r);  // a character cut by a capture length
+  EXPECT_EQ(valid_utf8("\xe2\x82"), r);           // truncated 3-byte sequence
+  EXPECT_EQ(valid_utf8("\xc0\xaf"), r);           // overlong '/'
+  EXPECT_EQ(valid_utf8("\xed\xa0\x80"), r);       // UTF-16 surrogate
+  EXPECT_EQ(valid_utf8("\xf4\x90\x80\x80"), r);   // above U+10FFFF
   EXPECT_EQ(valid_utf8(std::string("nul\0in", 6)), std::string("nul\0in", 6));
 }
 
@@ -124,7 +126,7 @@ TEST(Exposition, CollidingNamesAreWrittenOnce) {
   EXPECT_FALSE(w.begin("h", "twice", pm::MetricType::Gauge));
   EXPECT_TRUE(w.begin("x", "x", pm::MetricType::Counter));
   EXPECT_TRUE(w.begin("x_sum", "x_sum", pm::MetricType::Histogram));  // no clash with counter x
-  w.write(fam("insa_exporter_build_info", pm::MetricType::Gauge));  // the owner of the reservation
+  w.write(fam("insa_exporter_build_info", pm::MetricType::Gauge));    // the owner of the reservation
   EXPECT_EQ(w.collisions(), (std::vector<std::string>{"insa_exporter_build_info", "h_count", "h"}));
   EXPECT_EQ(out,
             "# HELP h hist\n# TYPE h histogram\n"

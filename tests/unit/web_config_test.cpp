@@ -50,15 +50,23 @@ class Certs : public ::testing::Test {
     write_file(d + "/client.ext", "extendedKeyUsage=clientAuth\n");
     const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
     std::string script =
-        "cd " + d + " && set -e; "
-        "openssl req -x509" + ec + "-keyout ca.key -out ca.pem -days 2 -subj /CN=insa-test-ca; "
-        "openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=localhost; "
+        "cd " + d +
+        " && set -e; "
+        "openssl req -x509" +
+        ec +
+        "-keyout ca.key -out ca.pem -days 2 -subj /CN=insa-test-ca; "
+        "openssl req" +
+        ec +
+        "-keyout server.key -out server.csr -subj /CN=localhost; "
         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
         "-extfile server.ext; "
-        "openssl req" + ec + "-keyout client.key -out client.csr -subj /CN=insa-test-client; "
+        "openssl req" +
+        ec +
+        "-keyout client.key -out client.csr -subj /CN=insa-test-client; "
         "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 "
         "-extfile client.ext; "
-        "openssl req -x509" + ec + "-keyout other.key -out other.pem -days 2 -subj /CN=not-the-ca; echo made";
+        "openssl req -x509" +
+        ec + "-keyout other.key -out other.pem -days 2 -subj /CN=not-the-ca; echo made";
     ASSERT_EQ(run_command("(" + script + ") 2>&1 | tail -1"), "made\n") << "openssl (tests/install-deps.sh) failed";
   }
 };
@@ -89,7 +97,8 @@ TEST_F(WebConfigParse, FullFileAndPromtoolAgrees) {
              "    X-Frame-Options: deny\n"
              "    Strict-Transport-Security: max-age=31536000\n"
              "basic_auth_users:\n"
-             "  alice: " + hash + "\n");
+             "  alice: " +
+                 hash + "\n");
   auto c = load_web_config(f);
   ASSERT_TRUE(c.ok()) << c.error().message;
   ASSERT_TRUE(c->tls.has_value());
@@ -203,7 +212,9 @@ class Tls : public Certs {
     ASSERT_TRUE(s.ok()) << s.error().message;
     server_ = std::move(*s);
     server_->set_web_config(src_);
-    server_->handle("/metrics", [] { return Response{200, "text/plain; version=0.0.4; charset=utf-8", "insa_up 1\n"}; });
+    server_->handle("/metrics", [] {
+      return Response{200, "text/plain; version=0.0.4; charset=utf-8", "insa_up 1\n"};
+    });
     server_->start();
   }
   void TearDown() override {
@@ -211,8 +222,9 @@ class Tls : public Certs {
   }
   /// curl's HTTP code and body ("000" when the TLS connection failed).
   std::string curl(const std::string& args, const std::string& path = "/metrics") {
-    return run_command("curl -s --max-time 5 --cacert " + dir() + "/ca.pem " + args + " -w ' %{http_code}' https://127.0.0.1:" +
-                       std::to_string(server_->port()) + path + " 2>/dev/null");
+    return run_command("curl -s --max-time 5 --cacert " + dir() + "/ca.pem " + args +
+                       " -w ' %{http_code}' https://127.0.0.1:" + std::to_string(server_->port()) + path +
+                       " 2>/dev/null");
   }
   static inline int n_ = 0;
   std::string file_;
@@ -221,9 +233,11 @@ class Tls : public Certs {
 };
 
 TEST_F(Tls, BasicAuthOverTls) {
-  start("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
-        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-        "basic_auth_users:\n  alice: " + bcrypt("s3cret") + "\n");
+  start(
+      "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+      "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+      "basic_auth_users:\n  alice: " +
+      bcrypt("s3cret") + "\n");
   EXPECT_EQ(curl("-u alice:s3cret"), "insa_up 1\n 200");
   EXPECT_EQ(curl("-u alice:s3cret"), "insa_up 1\n 200");  // cached
   EXPECT_EQ(curl(""), "Unauthorized\n 401");
@@ -244,8 +258,9 @@ TEST_F(Tls, BasicAuthOverTls) {
 }
 
 TEST_F(Tls, MinVersionAndCipherSuites) {
-  start("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS12\n"
-        "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n");
+  start(
+      "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS12\n"
+      "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n");
   const std::string port = std::to_string(server_->port());
   auto s_client = [&](const std::string& args) {
     return run_command("openssl s_client -connect 127.0.0.1:" + port + " -CAfile " + dir() + "/ca.pem " + args +
@@ -259,8 +274,9 @@ TEST_F(Tls, MinVersionAndCipherSuites) {
 }
 
 TEST_F(Tls, ClientCertificates) {
-  start("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_ca_file: ca.pem\n"
-        "  client_auth_type: RequireAndVerifyClientCert\n");
+  start(
+      "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_ca_file: ca.pem\n"
+      "  client_auth_type: RequireAndVerifyClientCert\n");
   const std::string d = dir();
   EXPECT_EQ(curl("--cert " + d + "/client.pem --key " + d + "/client.key"), "insa_up 1\n 200");
   EXPECT_EQ(curl(""), " 000");                                                      // no certificate
@@ -268,11 +284,15 @@ TEST_F(Tls, ClientCertificates) {
 }
 
 TEST_F(Tls, ReloadsWhenTheFileChangesAndKeepsTheOldOneOnABadEdit) {
-  start("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
-        "basic_auth_users:\n  alice: " + bcrypt("one") + "\n");
+  start(
+      "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+      "basic_auth_users:\n  alice: " +
+      bcrypt("one") + "\n");
   EXPECT_EQ(curl("-u alice:one"), "insa_up 1\n 200");
-  write_file(file_, "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
-                    "basic_auth_users:\n  alice: " + bcrypt("two") + "\n");
+  write_file(file_,
+             "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+             "basic_auth_users:\n  alice: " +
+                 bcrypt("two") + "\n");
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // checked at most once a second
   EXPECT_EQ(curl("-u alice:two"), "insa_up 1\n 200");
   EXPECT_EQ(curl("-u alice:one"), "Unauthorized\n 401");
@@ -285,8 +305,9 @@ TEST_F(Tls, ReloadsWhenTheFileChangesAndKeepsTheOldOneOnABadEdit) {
   write_file(file_, "basic_auth_users:\n  alice: nohash\n");
   r = src_->reload_if_changed();
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message, file_ + ":2:10: password of user 'alice' is not a bcrypt hash ($2a$/$2b$/$2y$, 60 "
-                                       "characters; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)");
+  EXPECT_EQ(r.error().message, file_ +
+                                   ":2:10: password of user 'alice' is not a bcrypt hash ($2a$/$2b$/$2y$, 60 "
+                                   "characters; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)");
   EXPECT_EQ(curl("-u alice:two"), "insa_up 1\n 200");
 }
 

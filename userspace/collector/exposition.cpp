@@ -79,15 +79,24 @@ size_t utf8_len(std::string_view s, size_t i) {
   if (c < 0x80) return 1;
   size_t n;
   unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c == 0xE0) n = 3, lo = 0xA0;
-  else if (c >= 0xE1 && c <= 0xEC) n = 3;
-  else if (c == 0xED) n = 3, hi = 0x9F;
-  else if (c >= 0xEE && c <= 0xEF) n = 3;
-  else if (c == 0xF0) n = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3) n = 4;
-  else if (c == 0xF4) n = 4, hi = 0x8F;
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2;
+  else if (c == 0xE0)
+    n = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEC)
+    n = 3;
+  else if (c == 0xED)
+    n = 3, hi = 0x9F;
+  else if (c >= 0xEE && c <= 0xEF)
+    n = 3;
+  else if (c == 0xF0)
+    n = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3)
+    n = 4;
+  else if (c == 0xF4)
+    n = 4, hi = 0x8F;
+  else
+    return 0;
   if (i + n > s.size()) return 0;
   if (b(i + 1) < lo || b(i + 1) > hi) return 0;
   for (size_t k = 2; k < n; ++k)
@@ -121,29 +130,41 @@ std::string valid_utf8(std::string_view s) {
 
 void append_label_value(std::string& out, std::string_view v) {
   each_valid(v, [&](std::string_view c) {
-    if (c.size() == 1 && c[0] == '\\') out += "\\\\";
-    else if (c.size() == 1 && c[0] == '"') out += "\\\"";
-    else if (c.size() == 1 && c[0] == '\n') out += "\\n";
-    else out.append(c);
+    if (c.size() == 1 && c[0] == '\\')
+      out += "\\\\";
+    else if (c.size() == 1 && c[0] == '"')
+      out += "\\\"";
+    else if (c.size() == 1 && c[0] == '\n')
+      out += "\\n";
+    else
+      out.append(c);
   });
 }
 
 namespace {
 void append_help(std::string& out, std::string_view help) {
   each_valid(help, [&](std::string_view c) {
-    if (c.size() == 1 && c[0] == '\\') out += "\\\\";
-    else if (c.size() == 1 && c[0] == '\n') out += "\\n";
-    else out.append(c);
+    if (c.size() == 1 && c[0] == '\\')
+      out += "\\\\";
+    else if (c.size() == 1 && c[0] == '\n')
+      out += "\\n";
+    else
+      out.append(c);
   });
 }
 
 const char* type_name(pm::MetricType t) {
   switch (t) {
-    case pm::MetricType::Counter: return "counter";
-    case pm::MetricType::Gauge: return "gauge";
-    case pm::MetricType::Summary: return "summary";
-    case pm::MetricType::Histogram: return "histogram";
-    default: return "untyped";
+    case pm::MetricType::Counter:
+      return "counter";
+    case pm::MetricType::Gauge:
+      return "gauge";
+    case pm::MetricType::Summary:
+      return "summary";
+    case pm::MetricType::Histogram:
+      return "histogram";
+    default:
+      return "untyped";
   }
 }
 
@@ -230,22 +251,31 @@ void Writer::write(const pm::MetricFamily& f) {
   if (!begin(f.name, f.help, f.type, /*owner=*/true)) return;
   for (const auto& m : f.metric) {
     switch (f.type) {
-      case pm::MetricType::Counter: sample(out_, f.name, "", m, m.counter.value); break;
-      case pm::MetricType::Gauge: sample(out_, f.name, "", m, m.gauge.value); break;
-      case pm::MetricType::Untyped: sample(out_, f.name, "", m, m.untyped.value); break;
+      case pm::MetricType::Counter:
+        sample(out_, f.name, "", m, m.counter.value);
+        break;
+      case pm::MetricType::Gauge:
+        sample(out_, f.name, "", m, m.gauge.value);
+        break;
+      case pm::MetricType::Untyped:
+        sample(out_, f.name, "", m, m.untyped.value);
+        break;
       case pm::MetricType::Summary:
-        for (const auto& q : m.summary.quantile) sample(out_, f.name, "", m, q.value, "quantile", format_number(q.quantile));
+        for (const auto& q : m.summary.quantile)
+          sample(out_, f.name, "", m, q.value, "quantile", format_number(q.quantile));
         sample(out_, f.name, "_sum", m, m.summary.sample_sum);
         sample(out_, f.name, "_count", m, static_cast<double>(m.summary.sample_count));
         break;
       case pm::MetricType::Histogram: {
         for (const auto& b : m.histogram.bucket)
-          sample(out_, f.name, "_bucket", m, static_cast<double>(b.cumulative_count), "le", format_number(b.upper_bound));
+          sample(out_, f.name, "_bucket", m, static_cast<double>(b.cumulative_count), "le",
+                 format_number(b.upper_bound));
         sample(out_, f.name, "_sum", m, m.histogram.sample_sum);
         sample(out_, f.name, "_count", m, static_cast<double>(m.histogram.sample_count));
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
 }

@@ -58,8 +58,10 @@ FamilySource process_metrics_source() {
     auto add = [&](const char* name, const char* help, prometheus::MetricType t, double v) {
       prometheus::MetricFamily f{name, help, t, {}};
       prometheus::ClientMetric m;
-      if (t == prometheus::MetricType::Counter) m.counter.value = v;
-      else m.gauge.value = v;
+      if (t == prometheus::MetricType::Counter)
+        m.counter.value = v;
+      else
+        m.gauge.value = v;
       f.metric.push_back(m);
       out.push_back(std::move(f));
     };

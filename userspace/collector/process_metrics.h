@@ -13,13 +13,13 @@
 namespace insa::collector {
 
 struct ProcessStats {
-  double cpu_seconds = 0;          ///< user + system
+  double cpu_seconds = 0;  ///< user + system
   double resident_bytes = 0;
   double virtual_bytes = 0;
-  double start_time_seconds = 0;   ///< since the Unix epoch
+  double start_time_seconds = 0;  ///< since the Unix epoch
   double open_fds = 0;
-  double max_fds = 0;              ///< soft RLIMIT_NOFILE
-  double virtual_max_bytes = 0;    ///< soft RLIMIT_AS (-1 when unlimited, as Go)
+  double max_fds = 0;            ///< soft RLIMIT_NOFILE
+  double virtual_max_bytes = 0;  ///< soft RLIMIT_AS (-1 when unlimited, as Go)
 };
 
 /// Reads /proc/self/{stat,fd} and /proc/stat (btime).

@@ -14,11 +14,21 @@ void quoted(spdlog::memory_buf_t& d, std::string_view s) {
   d.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': append(d, "\\\""); break;
-      case '\\': append(d, "\\\\"); break;
-      case '\n': append(d, "\\n"); break;
-      case '\r': append(d, "\\r"); break;
-      case '\t': append(d, "\\t"); break;
+      case '"':
+        append(d, "\\\"");
+        break;
+      case '\\':
+        append(d, "\\\\");
+        break;
+      case '\n':
+        append(d, "\\n");
+        break;
+      case '\r':
+        append(d, "\\r");
+        break;
+      case '\t':
+        append(d, "\\t");
+        break;
       default:
         if (c < 0x20) {
           char buf[8];

@@ -91,7 +91,9 @@ class Conn : public httplib::Stream {
     }
   }
 
-  bool is_readable() const override { return roff_ < rlen_ || (ssl_ && SSL_pending(ssl_) > 0) || wait(POLLIN, read_deadline_); }
+  bool is_readable() const override {
+    return roff_ < rlen_ || (ssl_ && SSL_pending(ssl_) > 0) || wait(POLLIN, read_deadline_);
+  }
   bool is_writable() const override { return !broken_; }
 
   ssize_t read(char* ptr, size_t size) override {
@@ -102,8 +104,10 @@ class Conn : public httplib::Stream {
       return -1;
     }
     for (size_t i = 0; i < n; ++i) {
-      if (rbuf_[roff_ + i] == '\n') line_ = 0;
-      else if (++line_ > kHeaderLineMax) long_line_ = true;
+      if (rbuf_[roff_ + i] == '\n')
+        line_ = 0;
+      else if (++line_ > kHeaderLineMax)
+        long_line_ = true;
     }
     std::memcpy(ptr, rbuf_ + roff_, n);
     roff_ += n;
@@ -122,7 +126,8 @@ class Conn : public httplib::Stream {
       int want = POLLOUT;
       if (ssl_) {
         int r = SSL_write(ssl_, ptr + off, static_cast<int>(std::min<size_t>(size - off, 1 << 30)));
-        if (r > 0) n = r;
+        if (r > 0)
+          n = r;
         else {
           int e = SSL_get_error(ssl_, r);
           if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) return fail();
@@ -253,7 +258,8 @@ class Conn : public httplib::Stream {
       if (ssl_) {
         ERR_clear_error();
         int r = SSL_read(ssl_, rbuf_, sizeof rbuf_);
-        if (r > 0) n = r;
+        if (r > 0)
+          n = r;
         else {
           int e = SSL_get_error(ssl_, r);
           if (e == SSL_ERROR_ZERO_RETURN) return false;
@@ -302,18 +308,30 @@ thread_local ConnContext tl;
 
 const char* reason(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return status < 500 ? "Client Error" : "Server Error";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 416:
+      return "Range Not Satisfiable";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return status < 500 ? "Client Error" : "Server Error";
   }
 }
 
@@ -323,8 +341,8 @@ std::string base64_decode(const std::string& in) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
   if (s.empty() || s.size() % 4 != 0 || s.size() > 4096) return "";
   std::string out(s.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(s.data()),
-                          static_cast<int>(s.size()));
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   if (n < 0) return "";
   size_t pad = (s[s.size() - 1] == '=') + (s[s.size() - 2] == '=');
   out.resize(static_cast<size_t>(n) - pad);
@@ -446,8 +464,10 @@ struct Server::Impl : public httplib::Server {
     set_error_handler(HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
       if (!tl.routed && res.status == 400) {
         const bool http1 = req.version == "HTTP/1.1" || req.version == "HTTP/1.0";
-        if (!req.version.empty() && !http1 && req.version.rfind("HTTP/", 0) == 0) res.status = 505;
-        else if (tl.conn && tl.conn->head_too_large()) res.status = 431;
+        if (!req.version.empty() && !http1 && req.version.rfind("HTTP/", 0) == 0)
+          res.status = 505;
+        else if (tl.conn && tl.conn->head_too_large())
+          res.status = 431;
       }
       if (res.body.empty()) res.set_content(std::string(reason(res.status)) + "\n", "text/plain; charset=utf-8");
       // A request we could not parse leaves the stream in an unknown state: close it.
@@ -657,8 +677,8 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& address, Optio
     std::string hint = e == EADDRINUSE ? (port == 9091 ? " (9091 is also the Prometheus Pushgateway's default port; "
                                                          "stop the other process or pass --web.listen-address :PORT)"
                                                        : " (stop the other process or pass --web.listen-address :PORT)")
-                       : e == EACCES ? " (ports below 1024 need privileges; pick another port)"
-                                     : "";
+                       : e == EACCES   ? " (ports below 1024 need privileges; pick another port)"
+                                       : "";
     return Error{"cannot listen on " + address + ": " + strerror(e) + hint, e};
   }
   freeaddrinfo(res);

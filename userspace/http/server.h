@@ -66,13 +66,13 @@ struct Options {
 
 /// Counters of the server's own behaviour (tests, self metrics).
 struct Stats {
-  std::atomic<uint64_t> connections{0};         ///< accepted
+  std::atomic<uint64_t> connections{0};           ///< accepted
   std::atomic<uint64_t> rejected_connections{0};  ///< over max_connections
   std::atomic<uint64_t> tls_handshake_errors{0};
-  std::atomic<uint64_t> timeouts{0};              ///< read, idle or write deadline reached
+  std::atomic<uint64_t> timeouts{0};  ///< read, idle or write deadline reached
   std::atomic<uint64_t> requests{0};
   std::atomic<size_t> open_connections{0};
-  std::atomic<size_t> threads{0};                 ///< live worker threads
+  std::atomic<size_t> threads{0};  ///< live worker threads
 };
 
 class Server {

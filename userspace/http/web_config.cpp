@@ -93,9 +93,9 @@ const std::map<std::string, int>& tls_versions() {
   return m;
 }
 
-const std::set<std::string> kClientAuth = {"NoClientCert", "RequestClientCert", "RequireAnyClientCert",
-                                           "RequireClientCert", "VerifyClientCertIfGiven",
-                                           "RequireAndVerifyClientCert"};
+const std::set<std::string> kClientAuth = {
+    "NoClientCert",      "RequestClientCert",       "RequireAnyClientCert",
+    "RequireClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"};
 
 std::string resolve(const std::string& file, const std::string& p) {
   if (p.empty() || p[0] == '/') return p;
@@ -117,11 +117,11 @@ void check_header(const std::string& file, const YAML::Node& n, const std::strin
   static const std::set<std::string> allowed = {"Strict-Transport-Security", "X-Content-Type-Options",
                                                 "X-Frame-Options", "X-XSS-Protection", "Content-Security-Policy"};
   if (!allowed.count(name))
-    fail(file, n, "header '" + name +
-                      "' cannot be set (allowed: Content-Security-Policy, Strict-Transport-Security, "
-                      "X-Content-Type-Options, X-Frame-Options, X-XSS-Protection)");
-  if (name == "X-Content-Type-Options" && value != "nosniff")
-    fail(file, n, "X-Content-Type-Options must be 'nosniff'");
+    fail(file, n,
+         "header '" + name +
+             "' cannot be set (allowed: Content-Security-Policy, Strict-Transport-Security, "
+             "X-Content-Type-Options, X-Frame-Options, X-XSS-Protection)");
+  if (name == "X-Content-Type-Options" && value != "nosniff") fail(file, n, "X-Content-Type-Options must be 'nosniff'");
   if (name == "X-Frame-Options" && value != "deny" && value != "sameorigin")
     fail(file, n, "X-Frame-Options must be 'deny' or 'sameorigin'");
   for (char c : value)
@@ -136,7 +136,8 @@ Result<WebConfig> parse_web_config(const std::string& text, const std::string& f
   try {
     YAML::Node root = YAML::Load(text);
     if (root.IsNull()) return c;  // an empty file: plain HTTP, as in the toolkit
-    if (!root.IsMap()) fail(file, root, "a web config is a map with tls_server_config, http_server_config, basic_auth_users");
+    if (!root.IsMap())
+      fail(file, root, "a web config is a map with tls_server_config, http_server_config, basic_auth_users");
     known_keys(file, root, "the web config", {"tls_server_config", "http_server_config", "basic_auth_users"});
     if (auto t = root["tls_server_config"]; t && !t.IsNull()) {
       if (!t.IsMap()) fail(file, t, "tls_server_config must be a map");
@@ -159,7 +160,9 @@ Result<WebConfig> parse_web_config(const std::string& text, const std::string& f
         size_t i = 0;
         for (const auto& s : tls.cipher_suites) {
           if (!go_ciphers().count(s))
-            fail(file, v[i], "unknown cipher suite '" + s + "' (use Go crypto/tls names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)");
+            fail(file, v[i],
+                 "unknown cipher suite '" + s +
+                     "' (use Go crypto/tls names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)");
           ++i;
         }
       }
@@ -167,7 +170,8 @@ Result<WebConfig> parse_web_config(const std::string& text, const std::string& f
         tls.curve_preferences = string_list(file, v, "curve_preferences");
         size_t i = 0;
         for (const auto& s : tls.curve_preferences) {
-          if (!go_curves().count(s)) fail(file, v[i], "unknown curve '" + s + "' (expected X25519, CurveP256, CurveP384 or CurveP521)");
+          if (!go_curves().count(s))
+            fail(file, v[i], "unknown curve '" + s + "' (expected X25519, CurveP256, CurveP384 or CurveP521)");
           ++i;
         }
       }
@@ -180,10 +184,12 @@ Result<WebConfig> parse_web_config(const std::string& text, const std::string& f
       }
       for (const char* k : {"min_version", "max_version"}) {
         const std::string& val = std::string(k) == "min_version" ? tls.min_version : tls.max_version;
-        if (!tls_versions().count(val)) fail(file, t[k] ? t[k] : t, std::string(k) + " '" + val + "' is not TLS10, TLS11, TLS12 or TLS13");
+        if (!tls_versions().count(val))
+          fail(file, t[k] ? t[k] : t, std::string(k) + " '" + val + "' is not TLS10, TLS11, TLS12 or TLS13");
       }
       if (tls_versions().at(tls.min_version) > tls_versions().at(tls.max_version))
-        fail(file, t["min_version"] ? t["min_version"] : t, "min_version " + tls.min_version + " is above max_version " + tls.max_version);
+        fail(file, t["min_version"] ? t["min_version"] : t,
+             "min_version " + tls.min_version + " is above max_version " + tls.max_version);
       if (!auth.empty() && !kClientAuth.count(auth))
         fail(file, t["client_auth_type"],
              "invalid client_auth_type '" + auth +
@@ -193,13 +199,15 @@ Result<WebConfig> parse_web_config(const std::string& text, const std::string& f
       const bool any = !tls.cert_file.empty() || !tls.key_file.empty() || !tls.client_ca_file.empty() || !auth.empty();
       if (any) {
         if (tls.cert_file.empty()) fail(file, t, "tls_server_config has no cert_file (the server certificate, PEM)");
-        if (tls.key_file.empty()) fail(file, t, "tls_server_config has no key_file (the certificate's private key, PEM)");
+        if (tls.key_file.empty())
+          fail(file, t, "tls_server_config has no key_file (the certificate's private key, PEM)");
         tls.client_auth_type = auth.empty() ? "NoClientCert" : auth;
         if (!tls.client_ca_file.empty() && tls.client_auth_type == "NoClientCert")
           fail(file, t["client_ca_file"],
                "client_ca_file is set but client_auth_type is NoClientCert (set client_auth_type, e.g. "
                "RequireAndVerifyClientCert)");
-        if ((tls.client_auth_type == "VerifyClientCertIfGiven" || tls.client_auth_type == "RequireAndVerifyClientCert") &&
+        if ((tls.client_auth_type == "VerifyClientCertIfGiven" ||
+             tls.client_auth_type == "RequireAndVerifyClientCert") &&
             tls.client_ca_file.empty())
           fail(file, t["client_auth_type"], "client_auth_type " + tls.client_auth_type + " needs client_ca_file");
         tls.cert_file = resolve(file, tls.cert_file);
@@ -237,9 +245,10 @@ Result<WebConfig> parse_web_config(const std::string& text, const std::string& f
         const bool bcrypt = hash.size() == 60 && hash[0] == '$' && hash[1] == '2' &&
                             (hash[2] == 'a' || hash[2] == 'b' || hash[2] == 'y') && hash[3] == '$';
         if (!bcrypt)
-          fail(file, kv.second, "password of user '" + user +
-                                    "' is not a bcrypt hash ($2a$/$2b$/$2y$, 60 characters; make one with "
-                                    "`htpasswd -nBC 10 \"\" | tr -d ':\\n'`)");
+          fail(file, kv.second,
+               "password of user '" + user +
+                   "' is not a bcrypt hash ($2a$/$2b$/$2y$, 60 characters; make one with "
+                   "`htpasswd -nBC 10 \"\" | tr -d ':\\n'`)");
         if (!c.users.emplace(user, hash).second) fail(file, kv.first, "user '" + user + "' is listed twice");
       }
     }
@@ -306,13 +315,16 @@ Result<std::shared_ptr<const WebState>> build_web_state(WebConfig cfg) {
     // but do not verify it; "VerifyIfGiven"/"RequireAndVerify" verify against client_ca_file.
     auto accept_any = [](int, X509_STORE_CTX*) { return 1; };
     const auto& a = t.client_auth_type;
-    if (a == "RequestClientCert") SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, accept_any);
+    if (a == "RequestClientCert")
+      SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, accept_any);
     else if (a == "RequireAnyClientCert")
       SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
-    else if (a == "VerifyClientCertIfGiven") SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    else if (a == "VerifyClientCertIfGiven")
+      SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
     else if (a == "RequireAndVerifyClientCert")
       SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-    else SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+    else
+      SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
     static const unsigned char sid[] = "insa-exporter";
     SSL_CTX_set_session_id_context(ctx.get(), sid, sizeof sid - 1);
     st->tls = std::move(ctx);
@@ -383,7 +395,8 @@ std::shared_ptr<const WebState> WebConfigSource::current() {
     due = !file_.empty() && std::chrono::steady_clock::now() - last_check_ >= std::chrono::seconds(1);
   }
   if (due) {
-    if (auto r = reload_if_changed(); !r) spdlog::error("web config not reloaded, the previous one stays in force: {}", r.error().message);
+    if (auto r = reload_if_changed(); !r)
+      spdlog::error("web config not reloaded, the previous one stays in force: {}", r.error().message);
   }
   std::lock_guard<std::mutex> lock(mu_);
   return state_;

@@ -30,9 +30,9 @@ struct TlsServerConfig {
 };
 
 struct WebConfig {
-  std::string file;                            ///< where it was read ("" when none)
-  std::optional<TlsServerConfig> tls;          ///< absent: plain HTTP
-  std::map<std::string, std::string> users;    ///< user → bcrypt hash
+  std::string file;                          ///< where it was read ("" when none)
+  std::optional<TlsServerConfig> tls;        ///< absent: plain HTTP
+  std::map<std::string, std::string> users;  ///< user → bcrypt hash
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
