@@ -183,6 +183,13 @@ class Exporter {
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     child_ = Child::spawn(argv, log_);
   }
+  /// An exporter built with -DINSA_SANITIZE=thread (build-tsan) reports data races in
+  /// its log: any report fails the test that ran it.
+  ~Exporter() {
+    const std::string l = log();
+    if (l.find("WARNING: ThreadSanitizer") != std::string::npos) ADD_FAILURE() << "ThreadSanitizer in the exporter:\n" << l;
+  }
+  Exporter(Exporter&&) = default;
   /// Waits until /-/ready answers 200; false after `seconds`.
   bool wait_ready(int seconds = 20) {
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "attach/engine.h"
 #include "attach/plan.h"
@@ -369,6 +370,15 @@ int run_agent(const AgentOptions& opt) {
     }
   }
   spdlog::info("shutting down");
+  // A scrape stuck in a pathological label regex cannot be interrupted, and stop() joins
+  // the threads waiting for it: never let that hold the exit. The kernel detaches every
+  // probe when the process's BPF link fds close.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    spdlog::error("shutdown still waiting after 5 s (a scrape still running?): exiting now");
+    spdlog::default_logger()->flush();
+    _exit(0);
+  }).detach();
   (*server)->stop();
   std::lock_guard<std::mutex> lock(mu);
   inst.reset();
