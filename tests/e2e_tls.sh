@@ -4,8 +4,10 @@
 # (certificates made here with openssl, a bcrypt user), checked by
 # `promtool check web-config`, and Debian's real Prometheus scraping it with two
 # jobs: one with the CA and the credentials (must be up, with the exporter's
-# series), one without credentials (must be down with a 401). Bounded: gives up
-# after 60 s. Run as root (the exporter loads BPF).
+# series), one without credentials (must be down with a 401). A hostile 4 KiB
+# label value (quotes, backslashes, a newline, a tab, non-ASCII) in insa_system_info
+# must reach Prometheus intact. Bounded: gives up after 60 s. Run as root (the
+# exporter loads BPF).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${E2E_TLS_PORT:-19291}
@@ -44,6 +46,11 @@ YAML
 promtool check web-config "$dir/web.yml" || fail "promtool rejects the web config"
 
 sed "s|\.\./\.\./\.\./build|$PWD/build|g" tests/root/configs/request.yaml >"$dir/probes.yaml"
+# YAML double-quoted escapes (the same in JSON): quote, backslash, newline, tab, é, €.
+hostile='q\"uote b\\ack nl\n tab\t caf\u00e9 \u20ac '"$(printf 'x%.0s' $(seq 4000))"
+printf 'exporter:\n  system_info:\n    environment: "%s"\n' "$hostile" >>"$dir/probes.yaml"
+# What YAML makes of it, as Prometheus must return it.
+want=$(python3 -c 'import json,sys; print(json.dumps(json.loads("\"" + sys.argv[1] + "\"")))' "$hostile")
 build/insa-exporter --config.file "$dir/probes.yaml" --web.listen-address "127.0.0.1:$port" \
   --web.config.file "$dir/web.yml" >"$dir/exporter.log" 2>&1 &
 exp_pid=$!
@@ -88,6 +95,9 @@ while :; do
   fi
   sleep 1
 done
+info=$(query 'insa_system_info{job="tls-auth"}')
+got=$(python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(json.dumps(r[0]["metric"]["environment"]) if r else "none")' <<<"$info")
+[ "$got" = "$want" ] || fail "the hostile label value came back as $got, expected $want"
 down=$(query 'up{job="tls-no-auth"}')
 [[ $down == *'"value":['*',"0"]'* ]] || fail "the job without credentials is not down: $down"
-echo "e2e_tls: Prometheus scrapes over TLS with basic auth (up=1, insa_exporter_build_info present); without credentials it gets 401 (up=0)"
+echo "e2e_tls: Prometheus scrapes over TLS with basic auth (up=1, insa_exporter_build_info present, a hostile 4 KiB label intact); without credentials it gets 401 (up=0)"
