@@ -101,6 +101,9 @@ struct call_ctx {
 	__u32 tgid;
 	__u32 no_ret; /* left by an exception: updates that read $ret are skipped */
 	__u32 probe;  /* spec index of the probe: self statistics */
+	__u32 exc_hash; /* Python: hash of the exception type name, 0: none */
+	__u32 ret_none; /* Python: returned None */
+	__u64 exc_name; /* Python: user pointer to the exception type name */
 };
 
 /* PH_EXCEPTION runs exit actions with the probe's exception status. */
@@ -137,6 +140,10 @@ static __always_inline __s64 eval_src_raw(__u8 src, __u8 arg, __s64 konst, const
 		return c->status;
 	case INSA_SRC_PID:
 		return c->tgid;
+	case INSA_SRC_EXC:
+		return c->exc_hash;
+	case INSA_SRC_RET_NONE:
+		return c->ret_none;
 	}
 	return 1;
 }
@@ -161,17 +168,26 @@ static __always_inline int cmp_ok(__u8 cmp, __s64 a, __s64 b)
 	return 0;
 }
 
+static __always_inline int reads_ret(__u8 src)
+{
+	src &= ~INSA_SRC_I32;
+	return src == INSA_SRC_RET || src == INSA_SRC_RET_STR || src == INSA_SRC_RET_NONE;
+}
+
 static __always_inline __u32 classify(const struct insa_probe_spec *spec, const struct call_ctx *c)
 {
 	for (int i = 0; i < INSA_MAX_RULES; i++) {
 		if (i >= spec->nrules)
 			break;
 		const struct insa_rule *r = &spec->rules[i];
+		if (c->no_ret && reads_ret(r->src))
+			continue; /* a Python call left by an exception has no return value */
 		__s64 v = eval_src(r->src, r->arg, 0, c);
 		if (cmp_ok(r->cmp, v, r->value))
 			return r->status;
 	}
-	return spec->default_status;
+	/* A Python exception no rule named takes the probe's exception status. */
+	return c->exc_hash ? spec->exception_status : spec->default_status;
 }
 
 /* Fills s->key for action a; returns 0 on success. */
@@ -188,11 +204,12 @@ static __always_inline int build_key(struct scratch *s, const struct insa_action
 			break;
 		const struct insa_label_src *l = &a->labels[j];
 		__u32 off = l->offset & (INSA_KEY_BYTES - 1);
-		if (l->src == INSA_SRC_ARG_STR) {
+		if (l->src == INSA_SRC_ARG_STR || l->src == INSA_SRC_RET_STR || l->src == INSA_SRC_EXC_STR) {
 			__u32 len = l->len;
 			if (len == 0 || len > INSA_STR_MAX)
 				continue;
-			__u64 p = arg_at(c, l->arg);
+			__u64 p = l->src == INSA_SRC_ARG_STR ? arg_at(c, l->arg)
+				  : l->src == INSA_SRC_RET_STR ? (__u64)c->ret : c->exc_name;
 			if (!p)
 				continue;
 			if (s->str_ptr != p || s->str_now != c->now || s->str_len != len) {
@@ -260,12 +277,12 @@ static __always_inline int gauge_apply(const struct insa_key *key, __u8 op, __s6
 
 static __always_inline int uses_ret(const struct insa_action *a)
 {
-	if ((a->value_src & ~INSA_SRC_I32) == INSA_SRC_RET || (a->cond.cmp && (a->cond.src & ~INSA_SRC_I32) == INSA_SRC_RET))
+	if (reads_ret(a->value_src) || (a->cond.cmp && reads_ret(a->cond.src)))
 		return 1;
 	for (int j = 0; j < INSA_MAX_LABELS; j++) {
 		if (j >= a->nlabels)
 			break;
-		if ((a->labels[j].src & ~INSA_SRC_I32) == INSA_SRC_RET)
+		if (reads_ret(a->labels[j].src))
 			return 1;
 	}
 	return 0;
@@ -509,5 +526,515 @@ int BPF_PROG(insa_task_exit, struct task_struct *task)
 	e->exit_code = BPF_CORE_READ(cur, exit_code);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Python: calls of matched code objects, seen where the interpreter enters a
+ * frame from C (_PyEval_EvalFrameDefault: thread targets, callbacks, every
+ * generator and coroutine step on 3.11, a task's coroutine on 3.12+).
+ * A coroutine or generator is one call from its first step (the previous
+ * instruction is RETURN_GENERATOR) to the step that does not suspend it.
+ * -------------------------------------------------------------------------*/
+
+const volatile __u32 py_ntargets = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, INSA_MAX_PY_LAYOUTS);
+	__type(key, __u32);
+	__type(value, struct insa_py_layout);
+} py_layouts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, INSA_MAX_PY_TARGETS);
+	__type(key, __u32);
+	__type(value, struct insa_py_target);
+} py_targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct insa_py_code_key);
+	__type(value, struct insa_py_code_val);
+} py_codes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct insa_py_call_key);
+	__type(value, struct insa_py_call);
+} py_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct insa_py_stack);
+} py_stacks SEC(".maps");
+
+struct py_scratch {
+	char qual[INSA_PY_NAME];
+	char file[INSA_PY_NAME];
+	char name[INSA_PY_NAME];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct py_scratch);
+} py_scratch_map SEC(".maps");
+
+#define PY_TPFLAGS_LONG (1UL << 24)
+#define PY_TPFLAGS_LIST (1UL << 25)
+#define PY_TPFLAGS_TUPLE (1UL << 26)
+#define PY_TPFLAGS_BYTES (1UL << 27)
+#define PY_TPFLAGS_UNICODE (1UL << 28)
+#define PY_TPFLAGS_DICT (1UL << 29)
+#define PY_OWNED_BY_GENERATOR 1
+
+static __always_inline __u64 rd64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+/* Text of a str object and its length in bytes; 0 when it is neither compact
+ * ASCII nor has its UTF-8 cached. */
+static __always_inline __u64 py_str(const struct insa_py_layout *L, __u64 obj, __u64 *len)
+{
+	__u32 state = 0;
+	bpf_probe_read_user(&state, sizeof(state), (const void *)(obj + 32));
+	if ((state & (1u << 5)) && (state & (1u << 6))) { /* compact, ascii */
+		*len = rd64(obj + 16);
+		return obj + L->str_ascii;
+	}
+	__u64 utf8 = rd64(obj + L->str_utf8);
+	*len = utf8 ? rd64(obj + L->str_utf8_len) : 0;
+	return utf8;
+}
+
+static __always_inline __s64 py_long(const struct insa_py_layout *L, __u64 obj)
+{
+	__u64 n;
+	int neg;
+	if (L->long_tagged) {
+		__u64 tag = rd64(obj + 16);
+		if ((tag & 3) == 1)
+			return 0;
+		neg = (tag & 3) == 2;
+		n = tag >> 3;
+	} else {
+		__s64 size = (__s64)rd64(obj + 16);
+		neg = size < 0;
+		n = neg ? -size : size;
+	}
+	if (n == 0)
+		return 0;
+	if (n > 2)
+		return neg ? (-0x7fffffffffffffffLL - 1) : 0x7fffffffffffffffLL;
+	__u32 d[2] = {};
+	bpf_probe_read_user(d, n * 4 <= 4 ? 4 : 8, (const void *)(obj + 24));
+	__s64 v = (__s64)(d[0] & 0x3fffffff);
+	if (n == 2)
+		v |= (__s64)(d[1] & 0x3fffffff) << 30;
+	return neg ? -v : v;
+}
+
+static __always_inline __u64 py_convert(const struct insa_py_layout *L, __u64 obj, __u8 conv)
+{
+	if (!obj || !conv)
+		return 0;
+	__u64 type = rd64(obj + 8);
+	__u64 flags = rd64(type + 168);
+	if (conv == INSA_PY_INT)
+		return (flags & PY_TPFLAGS_LONG) ? (__u64)py_long(L, obj) : 0;
+	if (conv == INSA_PY_LEN) /* str length, ob_size, ma_used: all at +16 */
+		return (flags & (PY_TPFLAGS_UNICODE | PY_TPFLAGS_BYTES | PY_TPFLAGS_LIST | PY_TPFLAGS_TUPLE |
+				 PY_TPFLAGS_DICT)) ? rd64(obj + 16) : 0;
+	if (conv == INSA_PY_STR && (flags & PY_TPFLAGS_UNICODE)) {
+		__u64 len;
+		return py_str(L, obj, &len);
+	}
+	return 0;
+}
+
+/* Does target t name the code whose qualname and file tail are in s? A global
+ * function: verified once, whatever the number of targets. */
+__noinline int py_target_matches(const struct insa_py_target *t, const struct py_scratch *s, __u32 qlen, __u32 flen,
+				 __u32 tgid)
+{
+	if (!t || !s)
+		return 0;
+	if (t->tgid && t->tgid != tgid)
+		return 0;
+	if (t->qual_len != qlen || t->file_len > flen || qlen >= INSA_PY_NAME || flen >= INSA_PY_NAME)
+		return 0;
+	for (int i = 0; i < INSA_PY_NAME; i++) {
+		if (i >= qlen)
+			break;
+		if (t->qualname[i] != s->qual[i])
+			return 0;
+	}
+	__u32 start = flen - t->file_len;
+	for (int i = 0; i < INSA_PY_NAME; i++) {
+		if (i >= t->file_len)
+			break;
+		if (t->file[i] != s->file[(start + i) & (INSA_PY_NAME - 1)])
+			return 0;
+	}
+	/* a whole path component: "worker.py" does not match "myworker.py" */
+	if (start > 0 && s->file[(start - 1) & (INSA_PY_NAME - 1)] != '/')
+		return 0;
+	return 1;
+}
+
+/* Index of the target that names this code object, or -1. */
+static __always_inline int py_match(const struct insa_py_layout *L, __u64 code, __u32 tgid)
+{
+	__u32 zero = 0;
+	struct py_scratch *s = bpf_map_lookup_elem(&py_scratch_map, &zero);
+	if (!s)
+		return -1;
+	__u64 qlen = 0, flen = 0;
+	__u64 q = py_str(L, rd64(code + L->code_qualname), &qlen);
+	__u64 f = py_str(L, rd64(code + L->code_filename), &flen);
+	if (!q || !f || qlen >= INSA_PY_NAME)
+		return -1;
+	if (bpf_probe_read_user_str(s->qual, sizeof(s->qual), (const void *)q) < 0)
+		return -1;
+	/* the last INSA_PY_NAME - 1 bytes of the file name */
+	__u64 skip = flen > INSA_PY_NAME - 1 ? flen - (INSA_PY_NAME - 1) : 0;
+	if (bpf_probe_read_user_str(s->file, sizeof(s->file), (const void *)(f + skip)) < 0)
+		return -1;
+	flen -= skip;
+	for (__u32 i = 0; i < INSA_MAX_PY_TARGETS; i++) {
+		if (i >= py_ntargets)
+			break;
+		const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &i);
+		if (py_target_matches(t, s, qlen, flen, tgid))
+			return i;
+	}
+	return -1;
+}
+
+/* The target that names this frame's code object (decided once per process and
+ * code object, then cached), or -1. */
+static __always_inline int py_lookup(const struct insa_py_layout *L, __u64 code, __u32 tgid)
+{
+	struct insa_py_code_key ck = { .tgid = tgid, .code = code };
+	__u64 qn = rd64(code + L->code_qualname);
+	struct insa_py_code_val *cv = bpf_map_lookup_elem(&py_codes, &ck);
+	if (cv && cv->qualname == qn)
+		return cv->target;
+	int ti = py_match(L, code, tgid);
+	struct insa_py_code_val nv = { .target = ti, .qualname = qn };
+	bpf_map_update_elem(&py_codes, &ck, &nv, BPF_ANY);
+	return ti;
+}
+
+/* Opens a call of target tix at frame: parameter values, entry actions, the record. */
+static __always_inline int py_open(const struct insa_py_layout *L, const struct insa_py_target *t, __u32 tix,
+				   __u64 frame, __u64 code, __u32 tgid, __u32 per_call)
+{
+	__u32 id = t->spec;
+	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
+	if (!spec)
+		return -1;
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	__u64 now = bpf_ktime_get_ns();
+	struct insa_py_call call = { .ts = now, .target = tix, .per_call = per_call, .code = code };
+	for (int i = 0; i < INSA_MAX_ARGS; i++) {
+		const struct insa_py_slot *sl = &t->slots[i];
+		if (!sl->conv)
+			continue;
+		__u64 obj = rd64(frame + L->frame_localsplus + 8 * (__u64)sl->local);
+		call.args[i] = py_convert(L, obj, sl->conv);
+	}
+	STAT_INC(id, hits);
+	struct call_ctx c = { .now = now, .tgid = tgid, .probe = id };
+	__builtin_memcpy(c.args, call.args, sizeof(c.args));
+	run_actions(spec, PH_ENTRY, &c);
+	call.ts = bpf_ktime_get_ns(); /* exclude our own entry work from the duration */
+	if (bpf_map_update_elem(&py_calls, &key, &call, BPF_ANY)) {
+		STAT_INC(id, overflow);
+		return -1;
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int insa_py_entry(struct pt_regs *ctx)
+{
+	__u32 li = bpf_get_attach_cookie(ctx);
+	const struct insa_py_layout *L = bpf_map_lookup_elem(&py_layouts, &li);
+	if (!L)
+		return 0;
+	__u64 tstate = ctx->di, frame = ctx->si;
+	__u64 code = rd64(frame + L->frame_code);
+	if (!code)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	int ti = py_lookup(L, code, tgid);
+	if (ti < 0)
+		return 0;
+	__u32 tix = ti;
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &tix);
+	if (!t || t->per_call)
+		return 0;
+
+	__u8 owner = 0;
+	bpf_probe_read_user(&owner, 1, (const void *)(frame + L->frame_owner));
+	int gen = owner == PY_OWNED_BY_GENERATOR;
+	int first = 1;
+	if (gen) {
+		__u64 ip = rd64(frame + L->frame_instr);
+		if (L->instr_is_next)
+			ip -= 2;
+		__u8 op = 0;
+		bpf_probe_read_user(&op, 1, (const void *)ip);
+		first = op == L->op_return_generator;
+	}
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	if (first) {
+		if (py_open(L, t, tix, frame, code, tgid, 0))
+			return 0;
+	} else if (!bpf_map_lookup_elem(&py_calls, &key)) {
+		return 0; /* a coroutine that started before we attached: not ours to count */
+	}
+	__u32 id = t->spec;
+	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0,
+							BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
+	__u32 d = st->depth;
+	if (d >= INSA_PY_STACK) {
+		STAT_INC(id, overflow);
+		return 0;
+	}
+	struct insa_py_open *o = &st->e[d & (INSA_PY_STACK - 1)];
+	o->sp = ctx->sp;
+	o->frame = frame;
+	o->tstate = tstate;
+	o->target = tix;
+	o->gen = gen;
+	/* the entry probe's ip is _PyEval_EvalFrameDefault as mapped in this process */
+	o->none = ctx->ip + L->none_delta;
+	st->depth = d + 1;
+	return 0;
+}
+
+/* FNV-1a of the exception type name after its last '.', never 0. */
+static __always_inline __u32 py_name_hash(const char *name)
+{
+	__u32 h = 2166136261u;
+	for (int i = 0; i < INSA_PY_NAME; i++) {
+		char ch = name[i];
+		if (!ch)
+			break;
+		if (ch == '.') {
+			h = 2166136261u;
+			continue;
+		}
+		h ^= (__u8)ch;
+		h *= 16777619u;
+	}
+	return h ? h : 1;
+}
+
+/* Closes the call recorded for frame: `exc` is the pending exception (type on 3.11,
+ * instance after; 1 when unknown), 0 when the call returned. */
+static __always_inline int py_finish(const struct insa_py_layout *L, __u32 tgid, __u64 frame, __u32 per_call,
+				     int has_ret, __u64 ret, __u64 none, __u64 exc)
+{
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
+	if (!rec || rec->per_call != per_call)
+		return 0;
+	struct insa_py_call call = *rec;
+	bpf_map_delete_elem(&py_calls, &key);
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &call.target);
+	if (!t)
+		return 0;
+	__u32 id = t->spec;
+	const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
+	if (!spec)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct call_ctx c = { .now = now, .tgid = tgid, .probe = id, .duration = now - call.ts };
+	__builtin_memcpy(c.args, call.args, sizeof(c.args));
+	if (exc) {
+		if (exc != 1 && !L->exc_is_type)
+			exc = rd64(exc + 8);
+		c.exc_name = exc != 1 ? rd64(exc + 24) : 0;
+		c.no_ret = 1;
+		c.exc_hash = 1;
+		__u32 zero = 0;
+		struct py_scratch *s = bpf_map_lookup_elem(&py_scratch_map, &zero);
+		if (s && c.exc_name) {
+			__builtin_memset(s->name, 0, sizeof(s->name));
+			bpf_probe_read_user_str(s->name, sizeof(s->name), (const void *)c.exc_name);
+			c.exc_hash = py_name_hash(s->name);
+		}
+		STAT_INC(id, exceptions);
+	} else {
+		if (has_ret) {
+			c.ret = (__s64)py_convert(L, ret, t->ret_conv);
+			c.ret_none = ret == none;
+		} else {
+			c.no_ret = 1; /* the per-call mechanism does not see the return value */
+		}
+		STAT_INC(id, completed);
+	}
+	c.status = classify(spec, &c);
+	run_actions(spec, PH_EXIT, &c);
+	return 0;
+}
+
+SEC("uprobe")
+int insa_py_exit(struct pt_regs *ctx)
+{
+	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0, 0);
+	if (!st)
+		return 0;
+	__u64 sp = ctx->sp - 8; /* the return address has been popped */
+	struct insa_py_open o = {};
+	int found = 0;
+	for (int i = 0; i < INSA_PY_STACK; i++) {
+		__u32 d = st->depth;
+		if (d == 0 || d > INSA_PY_STACK)
+			break;
+		struct insa_py_open *top = &st->e[(d - 1) & (INSA_PY_STACK - 1)];
+		if (top->sp > sp)
+			break; /* an outer frame: this return is not a matched one */
+		st->depth = d - 1;
+		if (top->sp == sp) {
+			o = *top;
+			found = 1;
+			break;
+		}
+		/* below: its return was never reported (uretprobe depth limit) */
+	}
+	if (!found)
+		return 0;
+	__u32 li = bpf_get_attach_cookie(ctx);
+	const struct insa_py_layout *L = bpf_map_lookup_elem(&py_layouts, &li);
+	if (!L)
+		return 0;
+	__u64 ret = ctx->ax;
+	if (ret && o.gen) {
+		__s8 state = 0;
+		bpf_probe_read_user(&state, 1, (const void *)(o.frame - L->gen_iframe + L->gen_state));
+		if (state < 0)
+			return 0; /* suspended at a yield or await: the call goes on */
+	}
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	/* NULL: left by an exception, which the thread state holds */
+	__u64 exc = ret ? 0 : rd64(o.tstate + L->tstate_exc);
+	py_finish(L, tgid, o.frame, 0, ret ? 1 : 0, ret, o.none, ret ? 0 : (exc ? exc : 1));
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Python, per-call mechanism: every frame start (a uprobe in the RESUME opcode
+ * handlers) and every frame end (the function that clears a frame). Sees plain
+ * calls that CPython 3.11+ runs inline, at a cost on every Python call of the
+ * processes it is attached to (it is attached per process).
+ * -------------------------------------------------------------------------*/
+
+/* This thread's PyThreadState: the GIL holder (3.11), else found once in the
+ * interpreter's thread list by native thread id and kept in task storage. */
+static __always_inline __u64 py_tstate(const struct insa_py_layout *L, __u64 bias, struct insa_py_stack *st)
+{
+	__u64 rt = L->runtime + bias;
+	if (L->gilstate_tstate)
+		return rd64(rt + L->gilstate_tstate);
+	if (st && st->tstate)
+		return st->tstate;
+	__u64 interp = rd64(rt + L->interp_head);
+	__u64 ts = rd64(interp + L->threads_head);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	for (int i = 0; i < 64; i++) {
+		if (!ts)
+			break;
+		if ((__u32)rd64(ts + L->tstate_tid) == tid) {
+			if (st)
+				st->tstate = ts;
+			return ts;
+		}
+		ts = rd64(ts + L->tstate_next);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int insa_py_resume(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 li = cookie & 0xff;
+	const struct insa_py_layout *L = bpf_map_lookup_elem(&py_layouts, &li);
+	if (!L)
+		return 0;
+	__u64 bias = ctx->ip - L->site_vaddr[(cookie >> 8) & 1];
+	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0,
+							BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 ts = py_tstate(L, bias, st);
+	if (!ts)
+		return 0;
+	__u64 frame = rd64(ts + L->tstate_frame);
+	if (L->cframe_frame >= 0)
+		frame = rd64(frame + L->cframe_frame);
+	if (!frame)
+		return 0;
+	__u64 code = rd64(frame + L->frame_code);
+	if (!code)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	int ti = py_lookup(L, code, tgid);
+	if (ti < 0)
+		return 0;
+	__u32 tix = ti;
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &tix);
+	if (!t || !t->per_call)
+		return 0;
+	/* A frame's start, or a generator resuming? The handler has stored the RESUME
+	 * instruction's address: its oparg is 0 at a start. */
+	__u8 insn[2] = {};
+	bpf_probe_read_user(insn, 2, (const void *)rd64(frame + L->frame_instr));
+	int first;
+	if (insn[0] == L->op_resume[0] || insn[0] == L->op_resume[1])
+		first = (insn[1] & 3) == 0;
+	else
+		first = insn[0] != L->op_yield; /* not stored yet: the previous instruction */
+	if (!first)
+		return 0;
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
+	if (rec && rec->code == code && rec->per_call)
+		return 0; /* the same start seen at a second RESUME site (3.13 deopt) */
+	py_open(L, t, tix, frame, code, tgid, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int insa_py_clear(struct pt_regs *ctx)
+{
+	__u64 frame = ctx->di;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct insa_py_call_key key = { .tgid = tgid, .frame = frame };
+	struct insa_py_call *rec = bpf_map_lookup_elem(&py_calls, &key);
+	if (!rec || !rec->per_call)
+		return 0;
+	__u32 li = bpf_get_attach_cookie(ctx) & 0xff;
+	const struct insa_py_layout *L = bpf_map_lookup_elem(&py_layouts, &li);
+	if (!L)
+		return 0;
+	struct insa_py_stack *st = bpf_task_storage_get(&py_stacks, bpf_get_current_task_btf(), 0, 0);
+	__u64 ts = py_tstate(L, ctx->ip - L->clear_vaddr, st);
+	__u64 exc = ts ? rd64(ts + L->tstate_exc) : 0;
+	py_finish(L, tgid, frame, 1, 0, 0, 0, exc);
 	return 0;
 }

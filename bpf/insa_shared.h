@@ -38,6 +38,10 @@ enum insa_src {
 	INSA_SRC_DURATION = 5, /* ns from entry to exit of the same call */
 	INSA_SRC_STATUS = 6,   /* status index chosen by the probe's rules */
 	INSA_SRC_PID = 7,      /* tgid of the process */
+	INSA_SRC_EXC = 8,      /* Python: hash of the exception type name (0: none) */
+	INSA_SRC_EXC_STR = 9,  /* Python: the exception type name (tp_name) */
+	INSA_SRC_RET_STR = 10, /* Python: the returned str */
+	INSA_SRC_RET_NONE = 11,/* Python: 1 when the call returned None */
 };
 /* Flag on an integer source: sign-extend the low 32 bits (C `int` arguments and returns). */
 #define INSA_SRC_I32 0x80
@@ -74,6 +78,7 @@ enum insa_cmp {
 /* Probe spec flags. */
 #define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */
 #define INSA_PROBE_CATCH (1u << 1)   /* this attach point is the C++ catch hook */
+#define INSA_PROBE_PYTHON (1u << 2)  /* a Python function: calls found by code object */
 
 /* One label slot of the key: `len` bytes at `offset` of insa_key.data. */
 struct insa_label_src {
@@ -174,6 +179,124 @@ struct insa_exit_event {
 	__u32 tgid;
 	__s32 exit_code; /* wait status: (code << 8) | signal */
 	char comm[16];
+};
+
+/*
+ * Python probes. The generic programs sit at the interpreter's
+ * _PyEval_EvalFrameDefault entry (uprobe) and return (uretprobe); the cookie
+ * indexes `py_layouts` (one entry per interpreter file: its struct offsets).
+ * A frame's code object is matched once against `py_targets` (qualname and
+ * file suffix) and the decision cached per (process, code object).
+ */
+#define INSA_MAX_PY_LAYOUTS 16
+#define INSA_MAX_PY_TARGETS 32
+#define INSA_PY_NAME 64        /* qualname and file suffix bytes, NUL included */
+#define INSA_PY_STACK 16       /* open matched frames per thread */
+
+enum insa_py_conv {
+	INSA_PY_INT = 1, /* int / bool value (0 for other types) */
+	INSA_PY_LEN = 2, /* len() of str, bytes, list, tuple, dict (0 for other types) */
+	INSA_PY_STR = 3, /* pointer to the text of a str (ASCII, or its cached UTF-8) */
+};
+
+/* Offsets in bytes into one interpreter build's structs (userspace/python/interp.cpp). */
+struct insa_py_layout {
+	__u32 version;          /* PY_VERSION_HEX */
+	__u16 frame_code;       /* _PyInterpreterFrame.f_code / f_executable */
+	__u16 frame_instr;      /* prev_instr (3.11, 3.12) / instr_ptr (3.13) */
+	__u16 frame_owner;
+	__u16 frame_localsplus;
+	__u16 code_qualname;
+	__u16 code_filename;
+	__u16 tstate_exc;       /* curexc_type (3.11) / current_exception */
+	__u16 gen_iframe;       /* generator object -> its embedded frame */
+	__u16 gen_state;        /* generator object -> gi_frame_state (int8) */
+	__u16 str_ascii;        /* compact ASCII str -> text */
+	__u16 str_utf8;         /* compact str -> cached UTF-8 pointer */
+	__u16 str_utf8_len;
+	__u8 exc_is_type;       /* tstate_exc holds the type (3.11), else the instance */
+	__u8 instr_is_next;     /* frame_instr points at the next instruction (3.13) */
+	__u8 op_return_generator;
+	__u8 long_tagged;       /* 3.12+: PyLongObject.long_value.lv_tag */
+	__u32 pad;
+	__s64 none_delta;       /* &_Py_NoneStruct - &_PyEval_EvalFrameDefault (link-time) */
+	/* The per-call mechanism (RESUME handler + frame clear): finding the thread state. */
+	__u64 runtime;          /* &_PyRuntime, link-time */
+	__u64 site_vaddr[2];    /* link-time address of each RESUME site (cookie bits 8..15) */
+	__u64 clear_vaddr;      /* link-time address of the frame-clear function */
+	__u16 gilstate_tstate;  /* 3.11: _PyRuntime offset of the GIL holder's tstate; 0: walk */
+	__u16 interp_head;      /* _PyRuntime -> main interpreter */
+	__u16 threads_head;     /* interpreter -> first thread state */
+	__u16 tstate_next;
+	__u16 tstate_tid;       /* native_thread_id */
+	__u16 tstate_frame;     /* tstate -> cframe (3.11, 3.12) or current_frame (3.13) */
+	__s16 cframe_frame;     /* cframe -> current_frame; -1: tstate_frame is the frame */
+	__u8 op_resume[2];      /* RESUME and its specialized form */
+	__u8 op_yield;          /* YIELD_VALUE */
+	__u8 pad2[5];
+};
+
+struct insa_py_slot {
+	__u8 conv;  /* enum insa_py_conv, 0: unused */
+	__u8 local; /* index in frame->localsplus (0 = first parameter) */
+	__u8 pad[2];
+};
+
+struct insa_py_target {
+	__u32 spec;      /* insa_probe_spec index (cookie of the probe) */
+	__u32 tgid;      /* 0: any process */
+	__u8 qual_len;   /* bytes of qualname, without NUL */
+	__u8 file_len;   /* bytes of file suffix */
+	__u8 ret_conv;   /* enum insa_py_conv for $ret */
+	__u8 per_call;   /* seen by the per-call mechanism (RESUME + frame clear), not at frame entry */
+	struct insa_py_slot slots[INSA_MAX_ARGS]; /* $argN of the probe's actions */
+	__u32 pad2;
+	char qualname[INSA_PY_NAME];
+	char file[INSA_PY_NAME];
+};
+
+struct insa_py_code_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 code;
+};
+
+struct insa_py_code_val {
+	__s32 target;    /* index in py_targets, -1: no probe */
+	__u32 pad;
+	__u64 qualname;  /* co_qualname when decided: a reused address is noticed */
+};
+
+struct insa_py_call_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 frame;
+};
+
+/* A matched call in progress (function: until its frame returns; coroutine or
+ * generator: from its first step to its completion). */
+struct insa_py_call {
+	__u64 ts;
+	__u32 target;
+	__u32 per_call; /* opened by the per-call mechanism */
+	__u64 code;
+	__u64 args[INSA_MAX_ARGS];
+};
+
+struct insa_py_open {
+	__u64 sp;     /* rsp at _PyEval_EvalFrameDefault entry */
+	__u64 frame;
+	__u64 tstate;
+	__u32 target;
+	__u32 gen;    /* frame owned by a generator/coroutine */
+	__u64 none;   /* address of None in this process */
+};
+
+struct insa_py_stack {
+	__u32 depth;
+	__u32 pad;
+	__u64 tstate; /* this thread's PyThreadState, once found (per-call mechanism, 3.12+) */
+	struct insa_py_open e[INSA_PY_STACK];
 };
 
 #endif /* INSA_SHARED_H */

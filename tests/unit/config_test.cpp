@@ -470,7 +470,7 @@ TEST(ConfigErrors, UnknownKeyInProbe) {
 )";
   EXPECT_EQ(error_of(t), msg(t, "retrun",
                              "unknown key 'retrun' in a probe (allowed: name, binary, pid, function, usdt, offset, exit, "
-                             "status, exception_status, metrics)"));
+                             "status, exception_status, metrics, python)"));
 }
 
 TEST(ConfigErrors, UnknownKeyInUpdate) {

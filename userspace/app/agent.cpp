@@ -364,6 +364,7 @@ int run_agent(const AgentOptions& opt) {
       inst->lifecycle->scan();
       try {
         check_replaced(*inst, mu);
+        inst->engine->rescan_python();
       } catch (const std::exception& e) {  // e.g. std::filesystem_error on a symlink loop
         spdlog::error("checking for replaced binaries: {}", e.what());
       }

@@ -5,10 +5,12 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstring>
 
 #include "insa_probes.skel.h"
+#include "python/procs.h"
 
 namespace insa::attach {
 
@@ -48,6 +50,10 @@ const char* role_name(plan::Role r) {
     case plan::Role::Uretprobe: return "uretprobe";
     case plan::Role::Catch: return "catch hook";
     case plan::Role::Usdt: return "usdt";
+    case plan::Role::PyEntry: return "python frame entry";
+    case plan::Role::PyExit: return "python frame return";
+    case plan::Role::PyResume: return "python RESUME handler";
+    case plan::Role::PyClear: return "python frame clear";
   }
   return "?";
 }
@@ -75,6 +81,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   if (!skel) return Error::from_errno("cannot open the BPF object");
   bpf_map__set_max_entries(skel->maps.counters, opts.max_series);
   bpf_map__set_max_entries(skel->maps.gauges, opts.max_series);
+  skel->rodata->py_ntargets = static_cast<uint32_t>(plan.py_targets.size());
   if (int err = insa_probes__load(skel.get())) {
     return Error{"cannot load the BPF programs: " + std::string(strerror(-err)) + privilege_hint(-err) +
                      " (run with --log.level debug for the verifier log)",
@@ -84,6 +91,11 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   for (uint32_t i = 0; i < plan.specs.size(); ++i) {
     if (bpf_map_update_elem(fd, &i, &plan.specs[i], BPF_ANY))
       return Error::from_errno("cannot fill the probe spec map");
+  }
+  fd = bpf_map__fd(skel->maps.py_targets);
+  for (uint32_t i = 0; i < plan.py_targets.size(); ++i) {
+    if (bpf_map_update_elem(fd, &i, &plan.py_targets[i], BPF_ANY))
+      return Error::from_errno("cannot fill the python target map");
   }
   return std::unique_ptr<Engine>(new Engine(plan, std::move(skel)));
 }
@@ -99,6 +111,18 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
       bpf_program* prog = p.role == plan::Role::Entry     ? skel_->progs.insa_entry
                           : p.role == plan::Role::Catch ? skel_->progs.insa_catch
                                                         : skel_->progs.insa_exit;
+      l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
+      break;
+    }
+    case plan::Role::PyEntry:
+    case plan::Role::PyExit:
+    case plan::Role::PyResume:
+    case plan::Role::PyClear: {
+      LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = p.cookie, .retprobe = p.role == plan::Role::PyExit);
+      bpf_program* prog = p.role == plan::Role::PyEntry    ? skel_->progs.insa_py_entry
+                          : p.role == plan::Role::PyExit   ? skel_->progs.insa_py_exit
+                          : p.role == plan::Role::PyResume ? skel_->progs.insa_py_resume
+                                                           : skel_->progs.insa_py_clear;
       l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
       break;
     }
@@ -123,6 +147,10 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
 
 Result<void> Engine::attach_probe(size_t i) {
   const auto& pp = plan_.probes[i];
+  if (pp.python) {
+    update_python_states();
+    return states_[i].attached ? Result<void>{} : Result<void>{Error{states_[i].error}};
+  }
   std::vector<Link> links;
   for (const auto& point : pp.points) {
     auto l = attach_point(point);
@@ -170,6 +198,10 @@ size_t Engine::attach_all() {
       }
     }
   }
+  for (const auto& in : plan_.py_interpreters) {
+    if (auto r = attach_interpreter(in); !r) spdlog::error("{}", r.error().message);
+  }
+  rescan_python();
   size_t ok = 0;
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     auto r = attach_probe(i);
@@ -201,6 +233,138 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
   if (!rb) return Error::from_errno("cannot open the exit ring buffer");
   exits_.reset(rb);
   return {};
+}
+
+Result<size_t> Engine::py_layout(const python::Interpreter& in) {
+  for (size_t i = 0; i < py_layouts_.size(); ++i)
+    if (py_layouts_[i].path == in.path) return i;
+  if (py_layouts_.size() >= INSA_MAX_PY_LAYOUTS)
+    return Error{"python: more than " + std::to_string(INSA_MAX_PY_LAYOUTS) + " interpreter files; not hooking " + in.path};
+  uint32_t idx = static_cast<uint32_t>(py_layouts_.size());
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.py_layouts), &idx, &in.layout, BPF_ANY))
+    return Error::from_errno("cannot fill the python layout map");
+  py_layouts_.push_back(in);
+  return static_cast<size_t>(idx);
+}
+
+Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
+  auto idx = py_layout(in);
+  if (!idx) return idx.error();
+  if (py_host_wide_.count(*idx)) return {};
+  plan::AttachPoint a;
+  a.binary = in.path;
+  a.offset = in.eval_offset;
+  a.cookie = static_cast<uint32_t>(*idx);
+  std::vector<Link> links;
+  for (auto role : {plan::Role::PyEntry, plan::Role::PyExit}) {
+    a.role = role;
+    auto l = attach_point(a);
+    if (!l) return Error{"python: " + l.error().message, l.error().err};
+    links.push_back(std::move(*l));
+  }
+  for (auto& l : links) py_host_links_.push_back(std::move(l));
+  py_host_wide_.insert(*idx);
+  spdlog::info("python: hooked CPython {} at {} for every process that runs it (_PyEval_EvalFrameDefault @0x{:x})",
+               in.version_str(), in.path, in.eval_offset);
+  update_python_states();
+  return {};
+}
+
+Result<void> Engine::attach_python_pid(int pid, size_t layout, bool eval, bool per_call) {
+  const auto& in = py_layouts_[layout];
+  plan::AttachPoint a;
+  a.binary = in.path;
+  a.pid = pid;
+  std::vector<Link> links;
+  auto add = [&](plan::Role role, uint64_t offset, uint32_t cookie) -> Result<void> {
+    a.role = role;
+    a.offset = offset;
+    a.cookie = cookie;
+    auto l = attach_point(a);
+    if (!l) return Error{"python: " + l.error().message, l.error().err};
+    links.push_back(std::move(*l));
+    return {};
+  };
+  if (eval) {
+    if (auto r = add(plan::Role::PyEntry, in.eval_offset, static_cast<uint32_t>(layout)); !r) return r;
+    if (auto r = add(plan::Role::PyExit, in.eval_offset, static_cast<uint32_t>(layout)); !r) return r;
+  }
+  if (per_call) {
+    if (!in.call_sites)
+      return Error{"python: pid " + std::to_string(pid) + ": 'mechanism: call' is not available for " + in.path +
+                   " (CPython " + in.version_str() + "): " + in.call_error};
+    for (size_t i = 0; i < in.call_sites->resume.size(); ++i)
+      if (auto r = add(plan::Role::PyResume, in.call_sites->resume[i].offset, static_cast<uint32_t>(layout | (i << 8))); !r)
+        return r;
+    if (auto r = add(plan::Role::PyClear, in.call_sites->clear.offset, static_cast<uint32_t>(layout)); !r) return r;
+  }
+  py_pid_links_[pid] = std::move(links);
+  spdlog::info("python: hooked pid {} (CPython {}, {}){}", pid, in.version_str(), in.path,
+               per_call ? " with the per-call mechanism (" + std::to_string(in.call_sites->resume.size()) +
+                              " RESUME sites, frame clear)"
+                        : "");
+  return {};
+}
+
+size_t Engine::rescan_python() {
+  if (plan_.py_targets.empty()) return 0;
+  size_t hooked = 0;
+  auto procs = python::scan_processes();
+  for (auto it = py_pid_links_.begin(); it != py_pid_links_.end();) {
+    bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
+    it = alive ? std::next(it) : py_pid_links_.erase(it);
+  }
+  for (const auto& proc : procs) {
+    if (py_pid_links_.count(proc.pid) || py_pid_refused_.count(proc.pid)) continue;
+    bool eval = false, per_call = false;
+    for (const auto& pp : plan_.probes)
+      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) (pp.python->per_call ? per_call : eval) = true;
+    if (!eval && !per_call) continue;
+    if (py_refused_.count(proc.interpreter)) continue;
+    auto in = python::inspect(proc.interpreter);
+    if (!in) {
+      spdlog::error("python: pid {}: {}", proc.pid, in.error().message);
+      py_refused_.insert(proc.interpreter);
+      continue;
+    }
+    if (auto v = python::verify_live(proc.pid, *in, in->pie ? proc.interpreter_base : 0); !v) {
+      spdlog::warn("python: {}", v.error().message);  // a process still starting: retried on the next scan
+      continue;
+    }
+    auto idx = py_layout(*in);
+    if (!idx) {
+      spdlog::error("{}", idx.error().message);
+      continue;
+    }
+    // A file hooked host-wide already sees this process's frame entries.
+    if (py_host_wide_.count(*idx)) eval = false;
+    if (!eval && !per_call) continue;
+    if (auto r = attach_python_pid(proc.pid, *idx, eval, per_call); !r) {
+      spdlog::error("{}", r.error().message);
+      py_pid_refused_.insert(proc.pid);
+      continue;
+    }
+    ++hooked;
+  }
+  update_python_states();
+  return hooked;
+}
+
+void Engine::update_python_states() {
+  const bool any = !py_host_wide_.empty() || !py_pid_links_.empty();
+  size_t points = py_host_links_.size();
+  for (const auto& [pid, links] : py_pid_links_) points += links.size();
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    const auto& pp = plan_.probes[i];
+    if (!pp.python) continue;
+    auto& st = states_[i];
+    st.attached = any;
+    st.points_attached = points;
+    st.error = any ? "" : pp.mark.str() + ": probe '" + pp.name + "': no process runs " +
+                              (pp.python->script.empty() ? "module " + pp.python->module : pp.python->script) +
+                              " yet; it is hooked when one starts (within a second), or from its start when "
+                              "python.interpreter names its interpreter";
+  }
 }
 
 int Engine::poll_exits(int timeout_ms) { return exits_ ? ring_buffer__poll(exits_.get(), timeout_ms) : 0; }

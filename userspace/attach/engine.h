@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +84,13 @@ class Engine {
   Result<void> watch_exits(std::function<void(const ExitEvent&)> cb);
   /// Drains pending exit events; waits at most timeout_ms.
   int poll_exits(int timeout_ms);
+  /// Python probes: finds the processes they target, checks each one's interpreter
+  /// layout against the live process, and hooks it: per process, or host-wide on an
+  /// interpreter named in `python.interpreter`. Releases the hooks of processes gone.
+  /// Called at start and on every process scan. Returns the processes newly hooked.
+  size_t rescan_python();
+  /// Hooks an interpreter file for every process that runs it (python.interpreter).
+  Result<void> attach_interpreter(const python::Interpreter& in);
 
   const std::vector<ProbeState>& states() const { return states_; }
   const plan::Plan& plan() const { return plan_; }
@@ -100,6 +109,16 @@ class Engine {
   std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes
   std::vector<Link> retired_links_;       ///< links on replaced binaries
   std::vector<ProbeState> states_;
+  /// Python: one layout per interpreter file (index == cookie of its hooks).
+  std::vector<python::Interpreter> py_layouts_;
+  std::set<std::string> py_refused_;            ///< files refused once (logged once)
+  std::vector<Link> py_host_links_;             ///< frame-entry hooks on whole files
+  std::set<size_t> py_host_wide_;               ///< layouts hooked host-wide
+  std::map<int, std::vector<Link>> py_pid_links_;  ///< per process: frame-entry and/or per-call hooks
+  std::set<int> py_pid_refused_;                ///< processes that cannot be hooked (logged once)
+  Result<size_t> py_layout(const python::Interpreter& in);
+  Result<void> attach_python_pid(int pid, size_t layout, bool eval, bool per_call);
+  void update_python_states();
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
 };

@@ -10,6 +10,8 @@
 #include "elf/elf_file.h"
 #include "elf/return_sites.h"
 #include "elf/usdt.h"
+#include "python/procs.h"
+#include "python/source.h"
 
 namespace insa::plan {
 namespace fs = std::filesystem;
@@ -41,6 +43,10 @@ uint8_t src_kind(const ValueRef& v) {
     case ValueRef::Kind::Duration: return INSA_SRC_DURATION;
     case ValueRef::Kind::Status: return INSA_SRC_STATUS;
     case ValueRef::Kind::Pid: return INSA_SRC_PID;
+    case ValueRef::Kind::ArgLen: return INSA_SRC_ARG;
+    case ValueRef::Kind::RetStr: return INSA_SRC_RET_STR;
+    case ValueRef::Kind::Exception: return INSA_SRC_EXC;
+    case ValueRef::Kind::RetNone: return INSA_SRC_RET_NONE;
   }
   return INSA_SRC_NONE;
 }
@@ -121,6 +127,7 @@ class Builder {
 
   Result<void> add_probe(size_t index) {
     const auto& p = cfg_.probes[index];
+    if (p.python) return add_python_probe(p);
     const auto where = p.binary_mark.str();
     if (plan_.specs.size() >= INSA_MAX_PROBES)
       return Error{p.mark.str() + ": more than " + std::to_string(INSA_MAX_PROBES) + " probes"};
@@ -235,6 +242,203 @@ class Builder {
     return {};
   }
 
+  /// A Python probe: a target the kernel matches code objects against, value slots read
+  /// from the frame's parameters, and the spec its calls update.
+  Result<void> add_python_probe(const config::ProbeDef& p) {
+    const auto& d = *p.python;
+    const auto fmark = d.function_mark.str();
+    if (plan_.specs.size() >= INSA_MAX_PROBES)
+      return Error{p.mark.str() + ": more than " + std::to_string(INSA_MAX_PROBES) + " probes"};
+    if (plan_.py_targets.size() >= INSA_MAX_PY_TARGETS)
+      return Error{p.mark.str() + ": more than " + std::to_string(INSA_MAX_PY_TARGETS) + " python probes"};
+    const uint32_t cookie = static_cast<uint32_t>(plan_.specs.size());
+    const int probe_index = static_cast<int>(plan_.probes.size());
+    ProbePlan pp;
+    pp.name = p.name;
+    pp.cookie = cookie;
+    pp.mark = p.mark;
+    pp.tracked = true;
+    pp.python = d;
+    pp.pid = p.pid;
+    pp.py_target = static_cast<int>(plan_.py_targets.size());
+    pp.target = "python " + d.function + " in " + d.file + (p.pid > 0 ? " (pid " + std::to_string(p.pid) + ")" : "");
+
+    // Running processes this probe targets, and the source that defines the function.
+    std::vector<python::PyProcess> procs;
+    for (auto& proc : python::scan_processes())
+      if (python_matches(pp, proc.pid, proc.script_path, proc.module)) procs.push_back(std::move(proc));
+    if (p.pid > 0 && procs.empty())
+      return Error{p.mark.str() + ": probe '" + p.name + "': pid " + std::to_string(p.pid) +
+                   " is not a running Python process that matches " + (d.script.empty() ? "module " + d.module : "script " + d.script)};
+    std::vector<std::string> sources;
+    if (!d.source.empty()) {
+      fs::path sp(d.source);
+      if (sp.is_relative()) sp = fs::path(cfg_.file).parent_path() / sp;
+      std::error_code ec;
+      if (!fs::is_regular_file(sp, ec))
+        return Error{d.mark.str() + ": source '" + d.source + "' not found (relative to the config file's directory)"};
+      sources.push_back(sp.string());
+    }
+    for (const auto& proc : procs)
+      if (!d.script.empty() && python::path_suffix_match(proc.script_path, d.file)) sources.push_back("/proc/" + std::to_string(proc.pid) + "/root" + proc.script_path);
+    for (const auto& f : {fs::path(cfg_.file).parent_path() / d.file, fs::path(d.file)}) sources.push_back(f.string());
+    std::optional<python::PyFunction> fn;
+    std::string source;
+    for (const auto& src : sources) {
+      std::error_code ec;
+      if (src.empty() || !fs::is_regular_file(src, ec)) continue;
+      auto funcs = python::scan_file(src);
+      if (!funcs) continue;
+      source = src;
+      for (const auto& f : *funcs)
+        if (f.qualname == d.function) fn = f;
+      if (!fn) {
+        // Suggest functions with the same last component, or any when none does.
+        std::string last = d.function.substr(d.function.rfind('.') + 1), hint;
+        int n = 0;
+        for (const auto& f : *funcs)
+          if (n < 3 && f.qualname.size() >= last.size() &&
+              f.qualname.compare(f.qualname.size() - last.size(), last.size(), last) == 0)
+            hint += std::string(n++ ? ", " : "") + "'" + f.qualname + "'";
+        return Error{fmark + ": function '" + d.function + "' is not defined in " + src +
+                     (hint.empty() ? "" : "; did you mean " + hint + "?") + " (run 'insa-exporter list-probes " + src +
+                     "' to see its functions)"};
+      }
+      break;
+    }
+
+    // Value slots: every parameter value the probe reads, with its conversion.
+    config::ProbeDef q = p;
+    std::vector<std::pair<int, uint8_t>> slots;
+    uint8_t ret_conv = 0;
+    std::string ret_first;
+    auto slot_of = [&](ValueRef& v) -> Result<void> {
+      if (v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::RetStr) {
+        uint8_t c = v.kind == ValueRef::Kind::RetStr ? INSA_PY_STR : v.len_of ? INSA_PY_LEN : INSA_PY_INT;
+        if (ret_conv && ret_conv != c)
+          return Error{p.mark.str() + ": probe '" + p.name + "' reads the return value as " + ret_first + " and as " +
+                       v.str() + "; one probe reads it one way (split it into two probes)"};
+        ret_conv = c;
+        ret_first = v.str();
+        return {};
+      }
+      if (v.kind != ValueRef::Kind::Arg && v.kind != ValueRef::Kind::ArgLen && v.kind != ValueRef::Kind::ArgStr) return {};
+      int local = v.arg - 1;
+      if (!v.name.empty()) {
+        if (!fn) {
+          if (v.name != "self")
+            return Error{fmark + ": $" + v.name + " names a parameter, but the source of '" + d.function +
+                         "' was not found (looked for " + d.file + " beside the config and in running processes); "
+                         "use $argN (1 = first parameter) instead"};
+          local = 0;
+        } else {
+          auto it = std::find(fn->params.begin(), fn->params.end(), v.name);
+          if (it == fn->params.end()) {
+            std::string list;
+            for (const auto& pn : fn->params) list += (list.empty() ? "" : ", ") + pn;
+            return Error{fmark + ": '" + d.function + "' has no parameter '" + v.name + "' (parameters: " + list + ")"};
+          }
+          local = static_cast<int>(it - fn->params.begin());
+        }
+      } else if (fn && local >= static_cast<int>(fn->params.size())) {
+        return Error{fmark + ": " + v.str() + ": '" + d.function + "' has " + std::to_string(fn->params.size()) +
+                     " parameters (self counts as $arg1)"};
+      }
+      uint8_t conv = v.kind == ValueRef::Kind::ArgLen ? INSA_PY_LEN : v.kind == ValueRef::Kind::ArgStr ? INSA_PY_STR : INSA_PY_INT;
+      auto key = std::make_pair(local, conv);
+      auto it = std::find(slots.begin(), slots.end(), key);
+      if (it == slots.end()) {
+        if (slots.size() >= INSA_MAX_ARGS)
+          return Error{p.mark.str() + ": probe '" + p.name + "' reads more than " + std::to_string(INSA_MAX_ARGS) + " parameter values"};
+        slots.push_back(key);
+        it = slots.end() - 1;
+      }
+      v.arg = static_cast<int>(it - slots.begin()) + 1;
+      v.kind = conv == INSA_PY_STR ? ValueRef::Kind::ArgStr : ValueRef::Kind::Arg;
+      v.name.clear();
+      return {};
+    };
+    for (auto& r : q.status)
+      if (auto e = slot_of(r.lhs); !e) return e;
+    for (auto& u : q.updates) {
+      if (auto e = slot_of(u.value); !e) return e;
+      if (u.cond)
+        if (auto e = slot_of(u.cond->lhs); !e) return e;
+      for (auto& l : u.labels)
+        if (auto e = slot_of(l.value); !e) return e;
+    }
+
+    insa_py_target t{};
+    t.spec = cookie;
+    t.tgid = p.pid > 0 ? static_cast<uint32_t>(p.pid) : 0;
+    t.qual_len = static_cast<uint8_t>(d.function.size());
+    t.file_len = static_cast<uint8_t>(d.file.size());
+    t.ret_conv = ret_conv;
+    t.per_call = d.per_call;
+    std::memcpy(t.qualname, d.function.data(), d.function.size());
+    std::memcpy(t.file, d.file.data(), d.file.size());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      t.slots[i].local = static_cast<uint8_t>(slots[i].first);
+      t.slots[i].conv = slots[i].second;
+    }
+
+    insa_probe_spec spec{};
+    spec.flags = INSA_PROBE_TRACKED | INSA_PROBE_PYTHON;
+    spec.default_status = status_index(p.default_status);
+    spec.exception_status = status_index(p.exception_status);
+    for (const auto& r : q.status) {
+      auto& kr = spec.rules[spec.nrules++];
+      kr.src = src_of(r.lhs);
+      kr.arg = static_cast<uint8_t>(r.lhs.arg);
+      kr.cmp = cmp_of(r.cmp);
+      kr.value = r.rhs;
+      kr.status = status_index(r.status);
+    }
+    for (const auto& u : q.updates)
+      if (auto r = add_update(q, u, spec, probe_index, cookie); !r) return r;
+
+    // Interpreters: the configured ones (an error here is the user's), and those of running
+    // matching processes (an unsupported one is reported by the engine when it meets it).
+    for (const auto& path : d.interpreters) {
+      auto in = python::inspect(path);
+      if (!in) return Error{d.mark.str() + ": " + in.error().message};
+      add_interpreter(*in);
+    }
+    // Processes running now (hooked per process at start), for `check` to show.
+    std::string running;
+    for (const auto& proc : procs) {
+      auto in = python::inspect(proc.interpreter);
+      running += "; pid " + std::to_string(proc.pid) + ": " +
+                 (in ? "CPython " + in->version_str() + " (" + in->path + ")" +
+                           (d.per_call && !in->call_sites ? ", per-call mechanism unavailable: " + in->call_error : "")
+                     : in.error().message);
+      if (procs.size() > 8 && &proc == &procs[7]) {
+        running += "; ...";
+        break;
+      }
+    }
+    if (procs.empty()) running = "; no process runs it now";
+    pp.binary = "python";
+    pp.sites = std::string(d.per_call ? "mechanism call: every frame start (RESUME handler) and end (frame clear) of the "
+                                        "targeted processes: plain calls too, at about 1 us on every Python call of those processes"
+                                      : "mechanism eval: calls seen where the interpreter enters a frame from C "
+                                        "(_PyEval_EvalFrameDefault): coroutines, generators, thread targets, callbacks; "
+                                        "no cost to other Python calls") +
+               std::string(source.empty() ? "; source not found, function not checked" : "; defined in " + source +
+                           (fn ? ":" + std::to_string(fn->line) + (fn->is_async ? " (async def)" : fn->is_generator ? " (generator)" : "") : "")) +
+               running;
+    plan_.specs.push_back(spec);
+    plan_.py_targets.push_back(t);
+    plan_.probes.push_back(std::move(pp));
+    return {};
+  }
+
+  void add_interpreter(const python::Interpreter& in) {
+    for (const auto& x : plan_.py_interpreters)
+      if (x.path == in.path) return;
+    plan_.py_interpreters.push_back(in);
+  }
+
   Result<void> add_update(const config::ProbeDef& p, const config::Update& u, insa_probe_spec& spec, int probe_index,
                           uint32_t cookie) {
     const auto* m = cfg_.metric(u.metric);
@@ -309,9 +513,12 @@ class Builder {
         s.labels.push_back(std::move(d));
         continue;
       }
-      if (a.when == INSA_AT_ENTRY && (v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Status))
+      if (a.when == INSA_AT_ENTRY && (v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Status ||
+                                      v.kind == ValueRef::Kind::RetStr || v.kind == ValueRef::Kind::Exception))
         return Error{b->mark.str() + ": " + v.str() + " is only known at exit"};
-      d.kind = v.kind == ValueRef::Kind::ArgStr ? LabelDecoder::Kind::Str
+      const bool is_str = v.kind == ValueRef::Kind::ArgStr || v.kind == ValueRef::Kind::RetStr ||
+                          v.kind == ValueRef::Kind::Exception;
+      d.kind = is_str ? LabelDecoder::Kind::Str
                : v.kind == ValueRef::Kind::Status ? LabelDecoder::Kind::Status
                                                    : LabelDecoder::Kind::Int;
       auto key = v.str();
@@ -323,7 +530,7 @@ class Builder {
           return Error{b->mark.str() + ": labels captured in the kernel exceed " + std::to_string(INSA_KEY_BYTES) +
                        " bytes or " + std::to_string(INSA_MAX_LABELS) + " slots; shorten string captures ($argN:str16)"};
         auto& l = a.labels[a.nlabels++];
-        l.src = src_of(v);
+        l.src = v.kind == ValueRef::Kind::Exception ? INSA_SRC_EXC_STR : src_of(v);
         l.arg = static_cast<uint8_t>(v.arg);
         l.offset = static_cast<uint8_t>(off);
         l.len = static_cast<uint8_t>(len);
@@ -358,5 +565,12 @@ class Builder {
 }  // namespace
 
 Result<Plan> build_plan(const config::Config& cfg) { return Builder(cfg).build(); }
+
+bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module) {
+  if (!pp.python) return false;
+  if (pp.pid > 0 && pp.pid != pid) return false;
+  if (!pp.python->script.empty()) return python::path_suffix_match(script_path, pp.python->script);
+  return module == pp.python->module;
+}
 
 }  // namespace insa::plan

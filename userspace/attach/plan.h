@@ -16,10 +16,14 @@
 #include "common/result.h"
 #include "config/config.h"
 #include "insa_shared.h"
+#include "python/interp.h"
 
 namespace insa::plan {
 
-enum class Role { Entry, Exit, Uretprobe, Catch, Usdt };
+/// PyEntry/PyExit: the interpreter's _PyEval_EvalFrameDefault (uprobe and
+/// uretprobe), shared by every Python probe; their cookie indexes py_layouts.
+/// PyResume/PyClear: the per-call mechanism (RESUME handler sites, frame clear), per process.
+enum class Role { Entry, Exit, Uretprobe, Catch, Usdt, PyEntry, PyExit, PyResume, PyClear };
 
 /// One uprobe/USDT attachment.
 struct AttachPoint {
@@ -70,6 +74,10 @@ struct ProbePlan {
   std::string sites;
   std::vector<AttachPoint> points;
   config::Mark mark;
+  /// A Python probe: its target in py_targets; the attach points are the interpreters'.
+  std::optional<config::PythonDef> python;
+  int pid = -1;
+  int py_target = -1;
 };
 
 struct Plan {
@@ -81,7 +89,15 @@ struct Plan {
   /// Where C++ catches happen: libstdc++.so's __cxa_begin_catch, plus the copy inside
   /// every probed binary linked with -static-libstdc++.
   std::vector<AttachPoint> catch_points;
+  /// Python probes: what the kernel matches code objects against (index == target).
+  std::vector<insa_py_target> py_targets;
+  /// Interpreters known when the plan was built (configured, or run by a matching
+  /// process); the engine attaches more as matching processes appear.
+  std::vector<python::Interpreter> py_interpreters;
 };
+
+/// Does a Python probe target this process? (script path suffix or module, and pid)
+bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module);
 
 /// Compiles a validated config. Every binary and symbol is resolved; the first
 /// problem is a one-line error naming probes.yaml:line:col.

@@ -4,8 +4,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -13,6 +15,23 @@
 
 namespace insa::config {
 namespace {
+
+/// Bytes of a Python qualname or file suffix the kernel compares, NUL included (INSA_PY_NAME).
+constexpr size_t INSA_PY_NAME_MAX = 64;
+
+/// FNV-1a of the part after the last '.', as the kernel hashes Python exception type names.
+int64_t python_name_hash(const std::string& name) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : name) {
+    if (c == '.') {
+      h = 2166136261u;
+      continue;
+    }
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h ? h : 1;
+}
 
 /// Validation failure inside the parser; converted to Error at the API edge.
 struct ParseError {
@@ -180,7 +199,9 @@ class Parser {
   ValueRef value(const YAML::Node& n, const std::string& what, bool allow_literal) {
     if (!n.IsScalar()) fail(n, what + " must be a scalar");
     std::string why;
-    if (auto v = parse_value(n.Scalar(), &why)) return *v;
+    if (auto v = parse_value(n.Scalar(), &why, python_ctx_)) return *v;
+    if (auto pv = python_ctx_ ? std::nullopt : parse_value(n.Scalar(), nullptr, true); pv && pv->name.empty())
+      fail(n, "'" + n.Scalar() + "' is for python: probes (native probes use $argN, $argN:str, $ret, $duration, $status, $pid)");
     if (!why.empty()) fail(n, why);
     if (!allow_literal) fail(n, what + ": '" + n.Scalar() + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid or an integer)");
     ValueRef r;
@@ -202,7 +223,9 @@ class Parser {
     if (auto m = n["map"]) {
       if (!m.IsMap()) fail(m, "'map' must map integers to names");
       for (const auto& kv : m) b.value_map[integer(kv.first, "a map key")] = str(kv.second, "a map value");
-      if (b.value.kind == ValueRef::Kind::ArgStr) fail(m, "'map' needs an integer value, not a string");
+      if (b.value.kind == ValueRef::Kind::ArgStr || b.value.kind == ValueRef::Kind::RetStr ||
+          b.value.kind == ValueRef::Kind::Exception)
+        fail(m, "'map' needs an integer value, not a string");
     }
     if (n["default"]) b.map_default = str(n["default"], "'default'");
     if (auto r = n["regex"]) {
@@ -212,7 +235,9 @@ class Parser {
       } catch (const std::regex_error& e) {
         fail(r, "invalid regex '" + b.regex_src + "': " + e.what());
       }
-      if (b.value.kind != ValueRef::Kind::ArgStr) fail(r, "'regex' needs a string value such as $arg2:str64");
+      if (b.value.kind != ValueRef::Kind::ArgStr && b.value.kind != ValueRef::Kind::RetStr &&
+          b.value.kind != ValueRef::Kind::Exception)
+        fail(r, "'regex' needs a string value such as $arg2:str64");
     }
     if (auto d = n["drop_unmatched"]) {
       if (!n["regex"]) fail(d, "'drop_unmatched' needs a 'regex'");
@@ -242,7 +267,9 @@ class Parser {
         u.span = str(n[key], std::string("'") + key + "'");
       } else {
         u.value = value(n[key], std::string("'") + key + "'", false);
-        if (u.value.kind == ValueRef::Kind::ArgStr) fail(n[key], "a metric value must be an integer, not a string");
+        if (u.value.kind == ValueRef::Kind::ArgStr || u.value.kind == ValueRef::Kind::RetStr ||
+            u.value.kind == ValueRef::Kind::Exception)
+          fail(n[key], "a metric value must be an integer, not a string");
       }
     };
     u.value.kind = ValueRef::Kind::Int;
@@ -325,18 +352,45 @@ class Parser {
     std::string lhs, op, rhs;
     in >> lhs >> op >> rhs;
     std::string rest;
+    if (!python_ctx_ && (lhs == "exception" || lhs == "$exception" || rhs == "None"))
+      fail(node, std::string("'") + (rhs == "None" ? "None" : "exception") +
+                     "' is for python: probes (native conditions compare ret, duration or argN with an integer)");
+    if (python_ctx_ && lhs == "exception" && op.empty()) {  // Python: the call raised
+      r.lhs.kind = ValueRef::Kind::Exception;
+      r.cmp = Cmp::Ne;
+      r.rhs = 0;
+      return;
+    }
     if (lhs.empty() || op.empty() || rhs.empty() || (in >> rest)) fail(node, "a condition is '<ret|duration|argN> <op> <value>', e.g. 'ret < 0' or 'duration > 100ms'");
     if (lhs[0] != '$') lhs = "$" + lhs;
     std::string why;
-    auto v = parse_value(lhs, &why);
-    if (!v || !(v->kind == ValueRef::Kind::Ret || v->kind == ValueRef::Kind::Duration || v->kind == ValueRef::Kind::Arg))
-      fail(node, "a condition tests ret, duration or argN, not '" + lhs.substr(1) + "'");
+    auto v = parse_value(lhs, &why, python_ctx_);
+    if (!v || !(v->kind == ValueRef::Kind::Ret || v->kind == ValueRef::Kind::Duration || v->kind == ValueRef::Kind::Arg ||
+                v->kind == ValueRef::Kind::ArgLen || v->kind == ValueRef::Kind::Exception))
+      fail(node, std::string("a condition tests ret, duration or argN") +
+                     (python_ctx_ ? " (Python also: exception, argN:len, ret:len, a parameter name)" : "") + ", not '" +
+                     lhs.substr(1) + "'");
     r.lhs = *v;
     static const std::map<std::string, Cmp> ops{{"<", Cmp::Lt}, {"<=", Cmp::Le}, {"==", Cmp::Eq},
                                                 {"!=", Cmp::Ne}, {">", Cmp::Gt}, {">=", Cmp::Ge}};
     auto it = ops.find(op);
     if (it == ops.end()) fail(node, "unknown comparison '" + op + "' (use < <= == != > >=)");
     r.cmp = it->second;
+    if (rhs.size() >= 2 && (rhs.front() == '"' || rhs.front() == '\'') && rhs.back() == rhs.front())
+      rhs = rhs.substr(1, rhs.size() - 2);
+    if (r.lhs.kind == ValueRef::Kind::Exception) {
+      if (r.cmp != Cmp::Eq && r.cmp != Cmp::Ne) fail(node, "an exception is compared with == or !=, e.g. 'exception == TimeoutError'");
+      r.rhs_name = rhs;
+      r.rhs = rhs == "None" ? 0 : python_name_hash(rhs);  // exception == None: the call did not raise
+      return;
+    }
+    if (r.lhs.kind == ValueRef::Kind::Ret && !r.lhs.len_of && rhs == "None") {
+      if (r.cmp != Cmp::Eq && r.cmp != Cmp::Ne) fail(node, "None is compared with == or !=, e.g. 'ret == None'");
+      r.lhs.kind = ValueRef::Kind::RetNone;
+      r.cmp = r.cmp == Cmp::Eq ? Cmp::Ne : Cmp::Eq;  // ret_none != 0 / == 0
+      r.rhs = 0;
+      return;
+    }
     if (r.lhs.kind == ValueRef::Kind::Duration) {
       auto ns = parse_duration_ns(rhs);
       if (!ns) fail(node, "'" + rhs + "' is not a duration (e.g. 100ms, 2s)");
@@ -353,15 +407,24 @@ class Parser {
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
-    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "metrics"});
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "metrics", "python"});
     ProbeDef p;
     p.mark = mark(n);
     p.name = req_str(n, "name", "a probe");
     if (p.name.empty()) fail(n["name"], "a probe name cannot be empty");
     const std::string where = "probe '" + p.name + "'";
+    if (n["pid"]) p.pid = static_cast<int>(integer(n["pid"], "'pid'"));
+    if (auto py = n["python"]) {
+      for (const char* k : {"binary", "function", "usdt", "offset", "exit"})
+        if (n[k]) fail(n[k], where + ": '" + k + "' does not apply to a python: probe (the interpreter is found from the process)");
+      p.python = python(py, where);
+      python_ctx_ = true;
+      parse_probe_body(n, c, p, where);
+      python_ctx_ = false;
+      return p;
+    }
     p.binary = req_str(n, "binary", where);
     p.binary_mark = mark(n["binary"]);
-    if (n["pid"]) p.pid = static_cast<int>(integer(n["pid"], "'pid'"));
     int kinds = 0;
     if (n["function"]) { p.function = str(n["function"], "'function'"); p.function_mark = mark(n["function"]); ++kinds; }
     if (n["usdt"]) {
@@ -378,6 +441,50 @@ class Parser {
       else if (s == "uretprobe") p.exit = ExitMethod::Uretprobe;
       else fail(e, "'exit' is return-sites (default, safe with C++ exceptions) or uretprobe (C code only)");
     }
+    parse_probe_body(n, c, p, where);
+    return p;
+  }
+
+  PythonDef python(const YAML::Node& n, const std::string& where) {
+    keys(n, "'python'", {"script", "module", "file", "function", "interpreter", "source", "mechanism"});
+    PythonDef d;
+    d.mark = mark(n);
+    if (n["script"]) d.script = str(n["script"], "'script'");
+    if (n["module"]) d.module = str(n["module"], "'module'");
+    if (d.script.empty() == d.module.empty())
+      fail(n, where + ": 'python' needs exactly one of 'script' (e.g. worker.py) or 'module' (e.g. pkg.worker)");
+    d.function = req_str(n, "function", where + "'s python");
+    d.function_mark = mark(n["function"]);
+    static const std::regex qual(R"([A-Za-z_][A-Za-z0-9_]*(\.(<locals>|[A-Za-z_][A-Za-z0-9_]*))*)");
+    if (!std::regex_match(d.function, qual))
+      fail(n["function"], "'" + d.function + "' is not a qualified name such as handle, Agent.handle or outer.<locals>.inner");
+    if (d.function.size() >= INSA_PY_NAME_MAX)
+      fail(n["function"], "qualified name longer than " + std::to_string(INSA_PY_NAME_MAX - 1) + " bytes");
+    if (n["source"]) d.source = str(n["source"], "'source'");
+    if (auto m = n["mechanism"]) {
+      auto v = str(m, "'mechanism'");
+      if (v == "call") d.per_call = true;
+      else if (v != "eval") fail(m, "'mechanism' is eval (default: frames entered from C, free for other calls) or call "
+                                    "(every call, also inlined ones; about 1 us on every Python call of the process)");
+    }
+    if (n["file"]) d.file = str(n["file"], "'file'");
+    else if (!d.script.empty()) d.file = d.script;
+    else {
+      d.file = d.module;
+      std::replace(d.file.begin(), d.file.end(), '.', '/');
+      d.file += ".py";
+    }
+    if (d.file.size() >= INSA_PY_NAME_MAX)
+      fail(n, "the file to match is longer than " + std::to_string(INSA_PY_NAME_MAX - 1) + " bytes: give its last path components with 'file:'");
+    if (auto i = n["interpreter"]) {
+      if (i.IsScalar()) d.interpreters.push_back(str(i, "'interpreter'"));
+      else if (i.IsSequence()) for (const auto& x : i) d.interpreters.push_back(str(x, "'interpreter'"));
+      else fail(i, "'interpreter' is a path or a list of paths");
+    }
+    return d;
+  }
+
+  void parse_probe_body(const YAML::Node& n, const Config& c, ProbeDef& p, const std::string& where) {
     if (n["exception_status"]) p.exception_status = str(n["exception_status"], "'exception_status'");
     if (auto s = n["status"]) {
       if (!s.IsSequence()) fail(s, "'status' must be a list of rules");
@@ -401,7 +508,31 @@ class Parser {
             std::any_of(u.labels.begin(), u.labels.end(), [&](const LabelBinding& l) { return exit_only(l.value); }))
           fail(n, where + ": a USDT probe is a single point: no exit, $ret or $duration");
     }
-    return p;
+    check_python_values(n, p, where);
+  }
+
+  /// Python-only values in native probes, and native-only ones in Python probes.
+  void check_python_values(const YAML::Node& n, const ProbeDef& p, const std::string& where) {
+    auto check = [&](const ValueRef& v) {
+      const bool py_only = v.kind == ValueRef::Kind::ArgLen || v.kind == ValueRef::Kind::RetStr ||
+                           v.kind == ValueRef::Kind::Exception || v.kind == ValueRef::Kind::RetNone || v.len_of ||
+                           !v.name.empty();
+      if (py_only && !p.python)
+        fail(n, where + ": " + v.str() + " is for python: probes (native probes use $argN, $argN:str, $ret)");
+      if (p.python && v.i32) fail(n, where + ": ':i32' is for native probes; Python ints are read whole");
+      if (p.python && p.python->per_call &&
+          (v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::RetStr || v.kind == ValueRef::Kind::RetNone))
+        fail(n, where + ": " + v.str() + ": 'mechanism: call' does not see return values (the frame is cleared after "
+                        "its value left); use the default mechanism for $ret");
+    };
+    for (const auto& r : p.status) check(r.lhs);
+    for (const auto& u : p.updates) {
+      check(u.value);
+      if (u.cond) check(u.cond->lhs);
+      for (const auto& l : u.labels) check(l.value);
+      if (p.python && (u.op == UpdateOp::SpanBegin || u.op == UpdateOp::SpanEnd))
+        fail(n, where + ": spans are for native probes");
+    }
   }
 
   void check_spans(const Config& c) {
@@ -418,6 +549,7 @@ class Parser {
   }
 
   std::string file_;
+  bool python_ctx_ = false;  ///< parsing a python: probe: its values are allowed
 };
 
 }  // namespace
@@ -428,9 +560,13 @@ std::string ValueRef::str() const {
   switch (kind) {
     case Kind::Literal: return literal;
     case Kind::Int: return std::to_string(number);
-    case Kind::Arg: return "$arg" + std::to_string(arg) + (i32 ? ":i32" : "");
-    case Kind::ArgStr: return "$arg" + std::to_string(arg) + ":str" + std::to_string(len);
-    case Kind::Ret: return i32 ? "$ret:i32" : "$ret";
+    case Kind::Arg: return (name.empty() ? "$arg" + std::to_string(arg) : "$" + name) + (i32 ? ":i32" : "");
+    case Kind::ArgStr: return (name.empty() ? "$arg" + std::to_string(arg) : "$" + name) + ":str" + std::to_string(len);
+    case Kind::ArgLen: return (name.empty() ? "$arg" + std::to_string(arg) : "$" + name) + ":len";
+    case Kind::Ret: return i32 ? "$ret:i32" : len_of ? "$ret:len" : "$ret";
+    case Kind::RetStr: return "$ret:str" + std::to_string(len);
+    case Kind::Exception: return "$exception";
+    case Kind::RetNone: return "ret == None";
     case Kind::Duration: return "$duration";
     case Kind::Status: return "$status";
     case Kind::Pid: return "$pid";
@@ -478,7 +614,7 @@ std::optional<int64_t> parse_duration_ns(const std::string& s) {
   return std::nullopt;
 }
 
-std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool python) {
   ValueRef r;
   if (s.empty()) return std::nullopt;
   if (s[0] != '$') {
@@ -496,7 +632,7 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
   std::string body = s.substr(1);
   if (body.size() > 4 && body.compare(body.size() - 4, 4, ":i32") == 0 &&
       (body.rfind("ret", 0) == 0 || body.rfind("arg", 0) == 0)) {
-    auto v = parse_value("$" + body.substr(0, body.size() - 4), why);
+    auto v = parse_value("$" + body.substr(0, body.size() - 4), why, python);
     if (!v || (v->kind != ValueRef::Kind::Ret && v->kind != ValueRef::Kind::Arg)) {
       if (why && (v || why->empty())) *why = "'" + s + "': ':i32' applies to $ret and integer arguments $argN only";
       return std::nullopt;
@@ -504,43 +640,66 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
     v->i32 = true;
     return v;
   }
+  // A string capture length: "str" (32) or "strLEN" (2..64); -1 when malformed.
+  auto str_len = [](const std::string& suffix) {
+    if (suffix == "str") return 32;
+    try {
+      size_t used = 0;
+      int n = std::stoi(suffix.substr(3), &used);
+      return used == suffix.size() - 3 && n >= 2 && n <= 64 ? n : -1;
+    } catch (const std::exception&) {
+      return -1;
+    }
+  };
+  std::string head = body, suffix;
+  if (auto colon = body.find(':'); colon != std::string::npos) {
+    head = body.substr(0, colon);
+    suffix = body.substr(colon + 1);
+  }
+  const bool is_str = suffix.rfind("str", 0) == 0;
+  if (is_str && str_len(suffix) < 0) {
+    if (why) *why = "'" + s + "': a string capture is 2 to 64 bytes, e.g. $" + head + ":str32";
+    return std::nullopt;
+  }
   if (body == "ret") { r.kind = ValueRef::Kind::Ret; return r; }
   if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
   if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }
   if (body == "pid") { r.kind = ValueRef::Kind::Pid; return r; }
-  if (body.rfind("arg", 0) == 0) {
-    std::string rest = body.substr(3);
-    std::string suffix;
-    if (auto colon = rest.find(':'); colon != std::string::npos) {
-      suffix = rest.substr(colon + 1);
-      rest = rest.substr(0, colon);
-    }
-    if (rest.size() == 1 && rest[0] >= '1' && rest[0] <= '6') {
-      r.arg = rest[0] - '0';
-      if (suffix.empty()) { r.kind = ValueRef::Kind::Arg; return r; }
-      if (suffix.rfind("str", 0) == 0) {
-        r.kind = ValueRef::Kind::ArgStr;
-        r.len = 32;
-        if (suffix.size() > 3) {
-          try {
-            size_t used = 0;
-            r.len = std::stoi(suffix.substr(3), &used);
-            if (used != suffix.size() - 3) r.len = 0;
-          } catch (const std::exception&) {
-            r.len = 0;
-          }
-        }
-        if (r.len < 2 || r.len > 64) {
-          if (why) *why = "'" + s + "': a string capture is 2 to 64 bytes, e.g. $" + body.substr(0, 4) + ":str32";
-          return std::nullopt;
-        }
-        return r;
-      }
-    }
-    if (why) *why = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN";
+  const std::string general =
+      "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid" +
+      (python ? "; Python also: $name, $argN:len, $ret:len, $ret:str, $exception)" : ")");
+  const std::string arg_help = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN" +
+                               std::string(python ? ", lengths $argN:len" : "");
+  if (python && head == "ret" && suffix == "len") { r.kind = ValueRef::Kind::Ret; r.len_of = true; return r; }
+  if (python && head == "ret" && is_str) { r.kind = ValueRef::Kind::RetStr; r.len = str_len(suffix); return r; }
+  if (python && head == "exception" && (suffix.empty() || is_str)) {
+    r.kind = ValueRef::Kind::Exception;
+    r.len = suffix.empty() ? 32 : str_len(suffix);
+    return r;
+  }
+  auto with_suffix = [&](ValueRef v) -> std::optional<ValueRef> {
+    if (suffix.empty()) { v.kind = ValueRef::Kind::Arg; return v; }
+    if (python && suffix == "len") { v.kind = ValueRef::Kind::ArgLen; return v; }
+    if (is_str) { v.kind = ValueRef::Kind::ArgStr; v.len = str_len(suffix); return v; }
+    if (why) *why = arg_help;
+    return std::nullopt;
+  };
+  if (head.rfind("arg", 0) == 0 && head.size() == 4 && head[3] >= '1' && head[3] <= '6') {
+    r.arg = head[3] - '0';
+    return with_suffix(r);
+  }
+  if (head.rfind("arg", 0) == 0 && (head.size() == 3 || std::isdigit(static_cast<unsigned char>(head[3])))) {
+    if (why) *why = arg_help;
     return std::nullopt;
   }
-  if (why) *why = "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid)";
+  // A Python parameter by name ($request, $self): resolved against the function's source.
+  const bool ident = !head.empty() && (std::isalpha(static_cast<unsigned char>(head[0])) || head[0] == '_') &&
+                     std::all_of(head.begin(), head.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+  if (python && ident && head != "ret" && head != "duration" && head != "status" && head != "pid" && head != "exception") {
+    r.name = head;
+    return with_suffix(r);
+  }
+  if (why) *why = general;
   return std::nullopt;
 }
 

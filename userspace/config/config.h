@@ -40,13 +40,18 @@ struct MetricDef {
 /// A value the kernel captures or userspace supplies: `$arg2`, `$arg1:str32`,
 /// `$ret`, `$duration`, `$status`, `$pid`, an integer or a literal string.
 struct ValueRef {
-  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid };
+  /// Python probes add: ArgLen (`$argN:len`), RetStr (`$ret:str`), Exception
+  /// (`$exception`, the type name), RetNone (`ret == None` in a condition), and
+  /// named parameters (`$request`, `$request:len`: Arg/ArgStr/ArgLen with `name`).
+  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid, ArgLen, RetStr, Exception, RetNone };
   Kind kind = Kind::Literal;
   int arg = 0;              ///< 1-based for Arg/ArgStr
   int len = 0;              ///< capture length for ArgStr
   int64_t number = 0;       ///< Int
   std::string literal;      ///< Literal
   bool i32 = false;         ///< `:i32`: a C int, sign-extended from the low 32 bits
+  bool len_of = false;      ///< `$ret:len` (Python): len() of the returned object
+  std::string name;         ///< Python: a parameter named instead of numbered
   bool kernel() const { return kind != Kind::Literal; }
   std::string str() const;  ///< back to the YAML spelling, for messages
 };
@@ -72,6 +77,7 @@ struct StatusRule {
   Cmp cmp = Cmp::Eq;
   int64_t rhs = 0;  ///< durations in ns
   std::string status;
+  std::string rhs_name;  ///< `exception == "TimeoutError"`: the name (rhs is its hash)
   Mark mark;
 };
 
@@ -93,6 +99,21 @@ struct Update {
 
 enum class ExitMethod { ReturnSites, Uretprobe };
 
+/// `python:` of a probe: a function or coroutine of unmodified CPython processes.
+struct PythonDef {
+  std::string script;       ///< processes whose main script path ends with this
+  std::string module;       ///< or processes started with `-m module`
+  std::string file;         ///< co_filename suffix of the function's file (default: script or module path)
+  std::string function;     ///< co_qualname: "f", "Class.method", "outer.<locals>.inner"
+  std::vector<std::string> interpreters;  ///< attach from the start (else found from matching processes)
+  std::string source;       ///< the source file, for checks and $name parameters (default: found)
+  /// `mechanism: call`: every frame start and end of the targeted processes (sees plain
+  /// calls CPython runs inline; costs every Python call of those processes). Default:
+  /// frames entered from C (_PyEval_EvalFrameDefault), free for ordinary calls.
+  bool per_call = false;
+  Mark mark, function_mark;
+};
+
 struct ProbeDef {
   std::string name;
   std::string binary;     ///< path or library soname
@@ -105,6 +126,7 @@ struct ProbeDef {
   std::string default_status = "success";
   std::string exception_status = "error";
   std::vector<Update> updates;
+  std::optional<PythonDef> python;  ///< a Python probe: `binary`, `function`, `usdt`, `offset` unused
   Mark mark;
   Mark binary_mark, function_mark;
   /// Needs entry/exit pairing: some update runs at exit or reads ret/duration/status.
@@ -138,6 +160,7 @@ Result<Config> load_config(const std::string& path);
 /// Parses "100ms", "2s", "1.5s", "250us", "10ns" to nanoseconds.
 std::optional<int64_t> parse_duration_ns(const std::string& s);
 /// Parses a value expression ($arg2, $ret, ...); nullopt when not an expression.
-std::optional<ValueRef> parse_value(const std::string& s, std::string* why);
+/// `python`: also the values of python: probes ($name, $argN:len, $ret:len, $ret:str, $exception).
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool python = false);
 
 }  // namespace insa::config
