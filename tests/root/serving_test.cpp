@@ -186,6 +186,35 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
             "HTTP/1.1 404 Not Found\r\n");
 }
 
+TEST(Serving, ReloadMeetingASymlinkLoopKeepsRunning) {
+  require_root();
+  TempDir dir;
+  const std::string cfg = request_config(dir.path());
+  const std::string good = read_file(cfg);
+  Exporter exp(cfg, 19376);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  ASSERT_EQ(symlink((dir.path() + "/b").c_str(), (dir.path() + "/a").c_str()), 0);
+  ASSERT_EQ(symlink((dir.path() + "/a").c_str(), (dir.path() + "/b").c_str()), 0);
+  std::string looped = good;
+  const std::string bin = binary_dir() + "/tests/workers/request_worker";
+  looped.replace(looped.find(bin), bin.size(), dir.path() + "/a/request_worker");
+  std::ofstream(cfg) << looped;
+  exp.child().signal(SIGHUP);
+  for (int i = 0; i < 100 && exp.log().find("reload failed") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(exp.child().running()) << exp.log();
+  const std::string log = exp.log();
+  const auto at = log.find("reload failed, the previous config stays in force: ");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_NE(log.find(dir.path() + "/a/request_worker", at), std::string::npos) << log.substr(at, 400);
+  Samples s = exp.scrape();
+  EXPECT_EQ(s.at("insa_exporter_config_last_reload_successful"), 0);
+  EXPECT_EQ(s.at("insa_exporter_probe_attached{probe=\"request\"}"), 1);
+  auto [st, out] = run_capture({bin, "--seed", "5", "--requests", "4"});
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_EQ(exp.scrape().at("insa_exporter_probe_events_total{probe=\"request\"}"), 4);
+}
+
 size_t count_entries(const std::string& dir) {
   size_t n = 0;
   if (DIR* d = opendir(dir.c_str())) {
