@@ -293,6 +293,17 @@ TEST(Serving, TelemetryPathJsonLogsAndProcessMetrics) {
   Samples s = parse_exposition(body);
   EXPECT_EQ(s.at("insa_exporter_build_info{version=\"" INSA_VERSION "\"}"), 1);
   EXPECT_EQ(http_get(19374, "/metrics").first, 404);
+  // The server's own counters: 3 requests (one a 404, one malformed) and the scrape itself.
+  const Samples before = parse_exposition(http_get(19374, "/custom").second);
+  EXPECT_EQ(http_get(19374, "/-/healthy").first, 200);
+  EXPECT_EQ(http_get(19374, "/nope").first, 404);
+  EXPECT_EQ(raw(19374, "garbage\r\n\r\n").substr(0, 26), "HTTP/1.1 400 Bad Request\r\n");
+  const Samples after = parse_exposition(http_get(19374, "/custom").second);
+  EXPECT_EQ(after.at("insa_exporter_http_connections_total") - before.at("insa_exporter_http_connections_total"), 4);
+  EXPECT_EQ(after.at("insa_exporter_http_requests_total") - before.at("insa_exporter_http_requests_total"), 3);
+  EXPECT_EQ(after.at("insa_exporter_http_connections_rejected_total"), 0);
+  EXPECT_EQ(after.at("insa_exporter_http_tls_handshake_errors_total"), 0);
+  EXPECT_EQ(after.at("insa_exporter_http_open_connections"), 1);  // the scrape's own
   EXPECT_NE(http_get(19374, "/").second.find("<a href=\"/custom\">/custom</a>"), std::string::npos);
   // process_*: against /proc of the exporter as ground truth.
   const pid_t pid = exp.child().pid();

@@ -247,7 +247,33 @@ int run_agent(const AgentOptions& opt) {
         ts.metric.push_back(m);
         out.push_back(std::move(ts));
       },
-      collector::process_metrics_source()};
+      collector::process_metrics_source(),
+      [srv = server->get()](std::vector<prometheus::MetricFamily>& out) {
+        const auto& st = srv->stats();
+        auto add = [&](const char* name, const char* help, prometheus::MetricType t, double v) {
+          prometheus::MetricFamily f{name, help, t, {}};
+          prometheus::ClientMetric m;
+          if (t == prometheus::MetricType::Counter) m.counter.value = v;
+          else m.gauge.value = v;
+          f.metric.push_back(m);
+          out.push_back(std::move(f));
+        };
+        using prometheus::MetricType;
+        add("insa_exporter_http_connections_total", "HTTP connections accepted.", MetricType::Counter,
+            static_cast<double>(st.connections.load()));
+        add("insa_exporter_http_connections_rejected_total",
+            "HTTP connections refused with 503 because 1024 were open.", MetricType::Counter,
+            static_cast<double>(st.rejected_connections.load()));
+        add("insa_exporter_http_requests_total", "HTTP requests parsed and routed (any status).", MetricType::Counter,
+            static_cast<double>(st.requests.load()));
+        add("insa_exporter_http_timeouts_total",
+            "HTTP connections closed at a deadline: request, idle keep-alive, write or TLS handshake.",
+            MetricType::Counter, static_cast<double>(st.timeouts.load()));
+        add("insa_exporter_http_tls_handshake_errors_total", "TLS handshakes that failed.", MetricType::Counter,
+            static_cast<double>(st.tls_handshake_errors.load()));
+        add("insa_exporter_http_open_connections", "HTTP connections open now.", MetricType::Gauge,
+            static_cast<double>(st.open_connections.load()));
+      }};
 
   std::mutex mu;  // guards `inst` (and its engine's plan, states and links) against the HTTP threads
   std::unique_ptr<Instance> inst;
