@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
       prometheus-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev
       libcapstone-dev libsqlite3-dev sqlite3 prometheus bpftrace curl systemd
+      libcpp-httplib-dev libssl-dev libcrypt-dev openssl
       binutils systemtap-sdt-dev python3 python3.11 procps psmisc)
 missing=()
 # RE2 for label regexes; PostgreSQL 15 for the root test on a binary no one here wrote.

@@ -24,11 +24,20 @@ build/insa_unit_tests --gtest_brief=1
 step "root tests (real BPF, real processes)"
 build/insa_root_tests --gtest_brief=1
 
+step "ThreadSanitizer: unit tests, and the scrape/reload/replace root tests against a TSan exporter"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINSA_SANITIZE=thread >/dev/null
+cmake --build build-tsan -j"$(nproc)" --target insa_unit_tests insa_root_tests insa-exporter
+build-tsan/insa_unit_tests --gtest_brief=1
+build-tsan/insa_root_tests --gtest_brief=1 --gtest_filter='Serving.*:Lifecycle.ReplacedBinary*'
+
 step "deployment checks (promtool, systemd-analyze, k8s schemas, dashboard lint)"
 tests/deploy/check_deploy.sh
 
 step "end to end: Prometheus scraping the exporter on the demo platform"
 tests/e2e.sh
+
+step "end to end: Prometheus scraping over TLS with basic auth, refused without credentials"
+tests/e2e_tls.sh
 
 echo
 echo "tests/run.sh: all tests passed"

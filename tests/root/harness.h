@@ -175,13 +175,21 @@ inline std::string le_str(double b) {
 /// The exporter under test, on its own port, with its log in a temp file.
 class Exporter {
  public:
-  Exporter(const std::string& config, int port) : port_(port) {
+  Exporter(const std::string& config, int port, const std::vector<std::string>& extra_args = {}) : port_(port) {
     log_ = "/tmp/insa-root-exporter-" + std::to_string(port) + ".log";
     std::remove(log_.c_str());
-    child_ = Child::spawn({binary_dir() + "/insa-exporter", "--config.file", config, "--web.listen-address",
-                           "127.0.0.1:" + std::to_string(port), "--log.level", "debug"},
-                          log_);
+    std::vector<std::string> argv = {binary_dir() + "/insa-exporter", "--config.file", config, "--web.listen-address",
+                                     "127.0.0.1:" + std::to_string(port), "--log.level", "debug"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    child_ = Child::spawn(argv, log_);
   }
+  /// An exporter built with -DINSA_SANITIZE=thread (build-tsan) reports data races in
+  /// its log: any report fails the test that ran it.
+  ~Exporter() {
+    const std::string l = log();
+    if (l.find("WARNING: ThreadSanitizer") != std::string::npos) ADD_FAILURE() << "ThreadSanitizer in the exporter:\n" << l;
+  }
+  Exporter(Exporter&&) = default;
   /// Waits until /-/ready answers 200; false after `seconds`.
   bool wait_ready(int seconds = 20) {
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

@@ -10,11 +10,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "collector/collector.h"
+#include "../test_util.h"
 
 namespace insa::collector {
 namespace {
@@ -512,6 +514,115 @@ TEST(Collector, FamilyOrderAndSources) {
                        "insa_exporter_scrape_errors_total", "insa_exporter_scrape_duration_seconds"}));
 }
 
+// What /metrics serves (Collector::text, the one writer), byte for byte: Go number
+// formatting, Go's histogram line order, one HELP/TYPE per family.
+TEST(Collector, TextIsByteForByte) {
+  World w;
+  w.add_events();
+  auto c = w.make();
+  std::string t = c.text();
+  // The scrape duration varies: check it is a number, then fix it.
+  const std::string dur = "\ninsa_exporter_scrape_duration_seconds ";
+  auto k = t.rfind(dur);
+  ASSERT_NE(k, std::string::npos);
+  EXPECT_GE(std::stod(t.substr(k + dur.size())), 0.0);
+  t = t.substr(0, k + dur.size()) + "<duration>\n";
+  std::string want =
+      "# HELP insa_agent_requests_total Requests handled.\n"
+      "# TYPE insa_agent_requests_total counter\n"
+      "insa_agent_requests_total{agent_type=\"crm\",status=\"error\"} 1\n"
+      "insa_agent_requests_total{agent_type=\"sizing\",status=\"error\"} 2\n"
+      "insa_agent_requests_total{agent_type=\"sizing\",status=\"success\"} 5\n"
+      "# HELP insa_agent_request_duration_seconds Request handling time.\n"
+      "# TYPE insa_agent_request_duration_seconds histogram\n"
+      "insa_agent_request_duration_seconds_bucket{agent_type=\"sizing\",le=\"0.005\"} 1\n"
+      "insa_agent_request_duration_seconds_bucket{agent_type=\"sizing\",le=\"0.01\"} 2\n"
+      "insa_agent_request_duration_seconds_bucket{agent_type=\"sizing\",le=\"0.1\"} 3\n"
+      "insa_agent_request_duration_seconds_bucket{agent_type=\"sizing\",le=\"+Inf\"} 4\n"
+      "insa_agent_request_duration_seconds_sum{agent_type=\"sizing\"} 0.14900000000000002\n"
+      "insa_agent_request_duration_seconds_count{agent_type=\"sizing\"} 4\n"
+      "# HELP insa_worker_active_requests insa_worker_active_requests\n"
+      "# TYPE insa_worker_active_requests gauge\n"
+      "insa_worker_active_requests{worker_name=\"request_worker\"} 3\n"
+      "# HELP insa_errors_total insa_errors_total\n"
+      "# TYPE insa_errors_total counter\n"
+      "insa_errors_total{code=\"ok\"} 3\n"
+      "insa_errors_total{code=\"other\"} 3\n"
+      "insa_errors_total{code=\"retry\"} 1\n"
+      "# HELP insa_model_calls_total insa_model_calls_total\n"
+      "# TYPE insa_model_calls_total counter\n"
+      "insa_model_calls_total{model=\"claude\"} 1\n"
+      "insa_model_calls_total{model=\"gpt-4o\"} 3\n"
+      "insa_model_calls_total{model=\"other\"} 5\n"
+      "# HELP insa_static_total insa_static_total\n"
+      "# TYPE insa_static_total counter\n"
+      "insa_static_total{kind=\"a\"} 0\n"
+      "# HELP insa_sizes_bytes insa_sizes_bytes\n"
+      "# TYPE insa_sizes_bytes histogram\n"
+      "insa_sizes_bytes_bucket{le=\"100\"} 0\n"
+      "insa_sizes_bytes_bucket{le=\"1000\"} 0\n"
+      "insa_sizes_bytes_bucket{le=\"+Inf\"} 0\n"
+      "insa_sizes_bytes_sum 0\n"
+      "insa_sizes_bytes_count 0\n"
+      "# HELP insa_system_info Platform information: version, environment and platform.\n"
+      "# TYPE insa_system_info gauge\n"
+      "insa_system_info{version=\"9.9.9\",environment=\"test\",platform=\"<platform>\"} 1\n"
+      "# HELP insa_exporter_build_info insa-exporter build, value 1.\n"
+      "# TYPE insa_exporter_build_info gauge\n"
+      "insa_exporter_build_info{version=\"<version>\"} 1\n"
+      "# HELP insa_exporter_probe_attached 1 when every attach point of the probe is attached.\n"
+      "# TYPE insa_exporter_probe_attached gauge\n"
+      "insa_exporter_probe_attached{probe=\"request\"} 1\n"
+      "insa_exporter_probe_attached{probe=\"queue\"} 0\n"
+      "# HELP insa_exporter_probe_events_total Times the probe's entry or USDT point fired.\n"
+      "# TYPE insa_exporter_probe_events_total counter\n"
+      "insa_exporter_probe_events_total{probe=\"request\"} 10\n"
+      "insa_exporter_probe_events_total{probe=\"queue\"} 7\n"
+      "# HELP insa_exporter_abandoned_calls_total Probed calls that never returned (thread exit, longjmp, kill) and were reclaimed.\n"
+      "# TYPE insa_exporter_abandoned_calls_total counter\n"
+      "insa_exporter_abandoned_calls_total{probe=\"request\"} 2\n"
+      "insa_exporter_abandoned_calls_total{probe=\"queue\"} 0\n"
+      "# HELP insa_exporter_exception_exits_total Probed calls left by a C++ exception.\n"
+      "# TYPE insa_exporter_exception_exits_total counter\n"
+      "insa_exporter_exception_exits_total{probe=\"request\"} 1\n"
+      "insa_exporter_exception_exits_total{probe=\"queue\"} 0\n"
+      "# HELP insa_exporter_unmatched_exits_total Return sites reached with no open call (attached mid-call).\n"
+      "# TYPE insa_exporter_unmatched_exits_total counter\n"
+      "insa_exporter_unmatched_exits_total{probe=\"request\"} 3\n"
+      "insa_exporter_unmatched_exits_total{probe=\"queue\"} 0\n"
+      "# HELP insa_exporter_untracked_calls_total Calls not tracked because the per-thread frame stack was full.\n"
+      "# TYPE insa_exporter_untracked_calls_total counter\n"
+      "insa_exporter_untracked_calls_total{probe=\"request\"} 4\n"
+      "insa_exporter_untracked_calls_total{probe=\"queue\"} 0\n"
+      "# HELP insa_exporter_dropped_updates_total Metric updates lost because their kernel map was full (raise exporter.max_series).\n"
+      "# TYPE insa_exporter_dropped_updates_total counter\n"
+      "insa_exporter_dropped_updates_total{probe=\"request\"} 5\n"
+      "insa_exporter_dropped_updates_total{probe=\"queue\"} 0\n"
+      "# HELP insa_exporter_label_overflow_total Distinct label values folded into 'other' because a metric reached label_limit.\n"
+      "# TYPE insa_exporter_label_overflow_total counter\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_agent_requests_total\"} 0\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_agent_request_duration_seconds\"} 0\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_worker_active_requests\"} 0\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_errors_total\"} 1\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_model_calls_total\"} 2\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_static_total\"} 0\n"
+      "insa_exporter_label_overflow_total{metric=\"insa_sizes_bytes\"} 0\n"
+      "# HELP insa_exporter_map_entries Entries in the kernel aggregation maps.\n"
+      "# TYPE insa_exporter_map_entries gauge\n"
+      "insa_exporter_map_entries{map=\"counters\"} 14\n"
+      "insa_exporter_map_entries{map=\"gauges\"} 1\n"
+      "# HELP insa_exporter_scrape_errors_total Scrapes that failed to read the kernel maps.\n"
+      "# TYPE insa_exporter_scrape_errors_total counter\n"
+      "insa_exporter_scrape_errors_total 0\n"
+      "# HELP insa_exporter_scrape_duration_seconds Time to read the kernel maps and aggregate the series of this scrape.\n"
+      "# TYPE insa_exporter_scrape_duration_seconds gauge\n"
+      "insa_exporter_scrape_duration_seconds <duration>\n";
+  auto put = [&](const std::string& what, const std::string& with) { want.replace(want.find(what), what.size(), with); };
+  put("<platform>", host_platform());
+  put("<version>", INSA_VERSION);
+  EXPECT_EQ(t, want);
+}
+
 TEST(Collector, TextExposition) {
   World w;
   w.add_events();
@@ -550,6 +661,64 @@ TEST(Collector, TextExposition) {
   EXPECT_THAT(t, HasSubstr("\ninsa_exporter_build_info{version=\"" + std::string(INSA_VERSION) + "\"} 1\n"));
   EXPECT_THAT(t, Not(HasSubstr("} 1000\n")));  // the stale key of an unknown series
   EXPECT_THAT(t, Not(HasSubstr("llama")));
+}
+
+size_t count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+// Whatever bytes a worker hands a captured string, whatever a config says in help,
+// static labels or system_info, and whatever metric names it picks: /metrics stays
+// valid for Prometheus (checked by promtool, the parser Prometheus uses).
+TEST(Collector, HostileValuesStillValidForPromtool) {
+  World w;
+  w.cfg.label_limit = 100;
+  w.cfg.metrics[kRequests].help = "Requests \\ handled.\nA second line with \"quotes\" and \xff.";
+  w.cfg.system_info["environment"] = std::string(4096, 'e') + "\"\\\n\xff";
+  w.plan.series[kStatic].labels[0].static_value = "s\"\\\n" + std::string(4096, 'x') + "\xc3";
+  w.plan.probes[0].name = "probe \"\\\n\xfe";
+  // Configured names colliding with a built-in and with a histogram's _count.
+  using config::MetricType;
+  w.cfg.metrics.push_back(metric("insa_exporter_build_info", MetricType::Gauge, {"v"}, {}, "mine"));
+  w.cfg.metrics.push_back(metric("insa_sizes_bytes_count", MetricType::Counter, {"v"}, {}, "clash"));
+  w.plan.series.push_back(series(7, {stat("v", "1")}));
+  w.plan.series.push_back(series(8, {stat("v", "1")}));
+  w.add_events();
+  auto req = [&](const std::string& agent, int64_t n) {
+    auto k = key(0);
+    put_str(k, 0, agent);
+    w.reader.snap.counters.emplace_back(k, counter(n));
+  };
+  req("a\"b", 1);
+  req("c\\d", 2);
+  req("e\nf", 3);
+  req("\xff\xfe", 4);
+  req("x\xff", 5);  // x\xff and x\xfe both become x\uFFFD: one series, 5 + 6
+  req("x\xfe", 6);
+  req("caf\xc3", 7);  // é cut by the capture length
+  req(std::string(31, 'z') + "\xe2", 8);
+  auto c = w.make();
+  const std::string t = c.text();
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"a\\\"b\",status=\"success\"} 1\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"c\\\\d\",status=\"success\"} 2\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"e\\nf\",status=\"success\"} 3\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"\xEF\xBF\xBD\",status=\"success\"} 4\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"x\xEF\xBF\xBD\",status=\"success\"} 11\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"caf\xEF\xBF\xBD\",status=\"success\"} 7\n"));
+  EXPECT_THAT(t, HasSubstr("# HELP insa_agent_requests_total Requests \\\\ handled.\\nA second line with \"quotes\" and \xEF\xBF\xBD.\n"));
+  EXPECT_EQ(count(t, "# HELP insa_exporter_build_info "), 1u);
+  EXPECT_EQ(count(t, "# TYPE insa_exporter_build_info gauge\n"), 1u);
+  EXPECT_EQ(count(t, "\ninsa_sizes_bytes_count"), 1u);  // only the histogram's own line
+  EXPECT_EQ(count(t, "mine"), 0u);
+  const std::string file = ::testing::TempDir() + "/hostile.prom";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << t;
+  }
+  EXPECT_EQ(insa::test::run_command("promtool check metrics < " + file + " 2>&1; echo rc=$?"), "rc=0\n")
+      << "promtool (Debian's prometheus package, installed by tests/install-deps.sh) rejected /metrics";
 }
 
 // Status names are a closed set declared in probes.yaml (plan.statuses): they

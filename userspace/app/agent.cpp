@@ -3,20 +3,27 @@
 
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "attach/engine.h"
 #include "attach/plan.h"
 #include "collector/collector.h"
 #include "config/config.h"
+#include "common/executor.h"
 #include "http/server.h"
+#include "http/web_config.h"
+#include "collector/process_metrics.h"
 #include "process/lifecycle.h"
 #include "reader/map_reader.h"
 
@@ -67,9 +74,13 @@ struct Instance {
   std::unique_ptr<collector::Collector> collector;
   std::unique_ptr<process::Lifecycle> lifecycle;
   std::vector<FileId> probe_files;  ///< per probe, to notice a replaced binary
+  std::vector<std::string> worker_binaries;
 };
 
-std::unique_ptr<Instance> start_instance(const std::string& file) {
+/// Everything a config needs before it can serve, done while the previous instance
+/// keeps serving: parse, plan (ELF analysis), BPF load through the verifier, worker
+/// binaries resolved. Nothing is attached. Throws FatalError with one line.
+std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   auto inst = std::make_unique<Instance>();
   auto cfg = config::load_config(file);
   if (!cfg) throw FatalError{cfg.error()};
@@ -80,14 +91,18 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   auto eng = attach::Engine::load(inst->plan, {inst->cfg.max_series});
   if (!eng) throw FatalError{eng.error()};
   inst->engine = std::move(*eng);
-
-  std::vector<std::string> bins;
   for (const auto& w : inst->cfg.workers) {
     auto b = plan::resolve_binary(w.binary, inst->cfg.file);
     if (!b) throw FatalError{Error{w.mark.str() + ": worker '" + w.name + "': " + b.error().message}};
-    bins.push_back(*b);
+    inst->worker_binaries.push_back(*b);
   }
-  inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, bins);
+  return inst;
+}
+
+/// Attaches a prepared instance and builds its collector.
+void activate_instance(Instance& in, const std::vector<collector::FamilySource>& extra) {
+  auto* inst = &in;
+  inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
   auto* lc = inst->lifecycle.get();
   if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); },
                                          inst->cfg.workers.empty()
@@ -112,12 +127,13 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
     return s;
   });
   inst->collector->add_source([lc](std::vector<prometheus::MetricFamily>& out) { lc->collect(out); });
-  return inst;
+  for (const auto& src : extra) inst->collector->add_source(src);
 }
 
-/// Re-attaches probes whose binary was replaced on disk (new inode), and releases the
-/// links on old files no process runs any more.
-void check_replaced(Instance& inst) {
+/// Re-attaches probes whose binary was replaced on disk (new inode). The new plan is
+/// built (ELF analysis) without the lock; only the swap of the probe's spec and links
+/// holds it, so a scrape never reads them half-replaced nor waits for the analysis.
+void check_replaced(Instance& inst, std::mutex& mu) {
   if (size_t n = inst.engine->release_retired(); n)
     spdlog::info("released {} links on replaced binaries that no process runs any more", n);
   for (size_t i = 0; i < inst.probe_files.size(); ++i) {
@@ -128,8 +144,10 @@ void check_replaced(Instance& inst) {
     auto fresh = plan::build_plan(inst.cfg);
     if (!fresh) {
       spdlog::error("{}", fresh.error().message);
+      inst.probe_files[i] = now;
       continue;
     }
+    std::lock_guard<std::mutex> lock(mu);
     auto r = inst.engine->replace_probe(i, fresh->probes[i], fresh->specs[i]);
     if (!r)
       spdlog::error("{}", r.error().message);
@@ -139,11 +157,11 @@ void check_replaced(Instance& inst) {
   }
 }
 
-std::string landing_page(const Instance* inst, bool ready) {
+std::string landing_page(const Instance* inst, bool ready, const std::string& telemetry) {
   std::ostringstream o;
   o << "<!DOCTYPE html><html><head><title>insa-exporter</title></head><body>\n"
     << "<h1>insa-exporter " << INSA_VERSION << "</h1>\n<p>Prometheus metrics from unmodified processes, measured with eBPF.</p>\n"
-    << "<p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">/-/healthy</a> &middot; "
+    << "<p><a href=\"" << html_escape(telemetry) << "\">" << html_escape(telemetry) << "</a> &middot; <a href=\"/-/healthy\">/-/healthy</a> &middot; "
        "<a href=\"/-/ready\">/-/ready</a></p>\n";
   if (!inst) {
     o << "<p>" << (ready ? "" : "Loading configuration&hellip;") << "</p></body></html>\n";
@@ -184,14 +202,40 @@ std::string privilege_problem() {
          "CAP_DAC_READ_SEARCH (see deploy/systemd/insa-exporter.service)";
 }
 
-int run_agent(const std::string& config_file, const std::string& listen_override) {
+namespace {
+
+/// Outcome of the last reload, exported as Prometheus does for its own config.
+struct ReloadState {
+  std::atomic<bool> last_ok{true};
+  std::atomic<double> last_success{0};
+};
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+/// A reload asked for over HTTP (POST /-/reload), answered by the main loop.
+struct ReloadRequest {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t asked = 0, done = 0;
+  std::string last_error;
+};
+
+}  // namespace
+
+int run_agent(const AgentOptions& opt) {
+  const std::string& config_file = opt.config_file;
   if (auto why = privilege_problem(); !why.empty()) throw FatalError{Error{why, EPERM}};
   // Read the config once up front so a bad file or port fails before anything attaches.
   auto first = config::load_config(config_file);
   if (!first) throw FatalError{first.error()};
-  std::string listen = listen_override.empty() ? first->listen_address : listen_override;
+  auto web = http::WebConfigSource::open(opt.web_config_file);
+  if (!web) throw FatalError{web.error()};
+  std::string listen = opt.listen.empty() ? first->listen_address : opt.listen;
   auto server = http::Server::listen(listen);
   if (!server) throw FatalError{server.error()};
+  (*server)->set_web_config(*web);
 
   attach::install_libbpf_logger();
   struct sigaction sa {};
@@ -200,13 +244,69 @@ int run_agent(const std::string& config_file, const std::string& listen_override
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
 
-  std::mutex mu;  // guards `inst` against the HTTP thread during reloads
+  ReloadState reload_state;
+  ReloadRequest reload_req;
+  const double start_time = now_seconds();
+  reload_state.last_success = start_time;
+  // Families every instance's collector appends: reload outcome and process_* metrics.
+  std::vector<collector::FamilySource> extra = {
+      [&reload_state](std::vector<prometheus::MetricFamily>& out) {
+        prometheus::MetricFamily ok{"insa_exporter_config_last_reload_successful",
+                                    "1 when the last configuration reload succeeded.", prometheus::MetricType::Gauge, {}};
+        prometheus::ClientMetric m;
+        m.gauge.value = reload_state.last_ok ? 1 : 0;
+        ok.metric.push_back(m);
+        out.push_back(std::move(ok));
+        prometheus::MetricFamily ts{"insa_exporter_config_last_reload_success_timestamp_seconds",
+                                    "Time of the last successful configuration load (start or reload).",
+                                    prometheus::MetricType::Gauge, {}};
+        m.gauge.value = reload_state.last_success;
+        ts.metric.push_back(m);
+        out.push_back(std::move(ts));
+      },
+      collector::process_metrics_source(),
+      [srv = server->get()](std::vector<prometheus::MetricFamily>& out) {
+        const auto& st = srv->stats();
+        auto add = [&](const char* name, const char* help, prometheus::MetricType t, double v) {
+          prometheus::MetricFamily f{name, help, t, {}};
+          prometheus::ClientMetric m;
+          if (t == prometheus::MetricType::Counter) m.counter.value = v;
+          else m.gauge.value = v;
+          f.metric.push_back(m);
+          out.push_back(std::move(f));
+        };
+        using prometheus::MetricType;
+        add("insa_exporter_http_connections_total", "HTTP connections accepted.", MetricType::Counter,
+            static_cast<double>(st.connections.load()));
+        add("insa_exporter_http_connections_rejected_total",
+            "HTTP connections refused with 503 because 1024 were open.", MetricType::Counter,
+            static_cast<double>(st.rejected_connections.load()));
+        add("insa_exporter_http_requests_total", "HTTP requests parsed and routed (any status).", MetricType::Counter,
+            static_cast<double>(st.requests.load()));
+        add("insa_exporter_http_timeouts_total",
+            "HTTP connections closed at a deadline: request, idle keep-alive, write or TLS handshake.",
+            MetricType::Counter, static_cast<double>(st.timeouts.load()));
+        add("insa_exporter_http_tls_handshake_errors_total", "TLS handshakes that failed.", MetricType::Counter,
+            static_cast<double>(st.tls_handshake_errors.load()));
+        add("insa_exporter_http_open_connections", "HTTP connections open now.", MetricType::Gauge,
+            static_cast<double>(st.open_connections.load()));
+      }};
+
+  std::mutex mu;  // guards `inst` (and its engine's plan, states and links) against the HTTP threads
   std::unique_ptr<Instance> inst;
   std::atomic<bool> ready{false};
-  (*server)->handle("/metrics", [&] {
+  // Kernel maps are read on one thread that keeps only CAP_BPF (CAP_SYS_ADMIN before
+  // 5.8): the HTTP threads hold no capability (README, Which thread holds what).
+  Executor scraper("insa-scrape", [] {
+    const int cap = http::thread_permits(CAP_BPF) ? CAP_BPF : CAP_SYS_ADMIN;  // no CAP_BPF before 5.8
+    if (auto r = http::keep_thread_capabilities(1ULL << cap); !r)
+      spdlog::warn("{}", r.error().message);
+  });
+  (*server)->handle(opt.telemetry_path, [&] {
     std::lock_guard<std::mutex> lock(mu);
     if (!inst) return http::Response{503, "text/plain; charset=utf-8", "not ready\n"};
-    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", inst->collector->text()};
+    auto* c = inst->collector.get();
+    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", scraper.run([c] { return c->text(); })};
   });
   (*server)->handle("/-/healthy", [] { return http::Response{200, "text/plain; charset=utf-8", "OK\n"}; });
   // Ready only when every probe is attached: a probe that failed (its PID gone, its file
@@ -229,20 +329,40 @@ int run_agent(const std::string& config_file, const std::string& listen_override
                           "Not ready: " + std::to_string(n) + " of " + std::to_string(states.size()) +
                               " probes not attached\n" + missing};
   });
+  if (opt.enable_lifecycle) {
+    (*server)->handle("/-/reload", {"POST", "PUT"}, [&](const http::Request&) {
+      std::unique_lock<std::mutex> lock(reload_req.mu);
+      const uint64_t ticket = ++reload_req.asked;
+      g_signal = SIGHUP;  // wakes the main loop's next turn (within 200 ms)
+      if (!reload_req.cv.wait_for(lock, std::chrono::seconds(120), [&] { return reload_req.done >= ticket; }))
+        return http::Response{503, "text/plain; charset=utf-8", "reload still running; see the log\n"};
+      if (!reload_req.last_error.empty())
+        return http::Response{500, "text/plain; charset=utf-8",
+                              "failed to reload config, the previous one stays in force: " + reload_req.last_error + "\n"};
+      return http::Response{200, "text/plain; charset=utf-8", "reloaded\n"};
+    });
+  }
+  const std::string telemetry = opt.telemetry_path;
   (*server)->handle("/", [&] {
     std::lock_guard<std::mutex> lock(mu);
-    return http::Response{200, "text/html; charset=utf-8", landing_page(inst.get(), ready)};
+    auto* in = inst.get();
+    const bool r = ready;
+    return http::Response{200, "text/html; charset=utf-8",
+                          scraper.run([&] { return landing_page(in, r, telemetry); })};
   });
   (*server)->start();
-  spdlog::info("listening on {} (port {})", listen, (*server)->port());
+  spdlog::info("listening on {} (port {}, {}{})", listen, (*server)->port(),
+               (*web)->current()->tls ? "TLS" : "plain HTTP",
+               (*web)->current()->cfg.users.empty() ? "" : ", basic auth");
 
   {
-    auto fresh = start_instance(config_file);
+    auto fresh = prepare_instance(config_file);
+    activate_instance(*fresh, extra);
     std::lock_guard<std::mutex> lock(mu);
     inst = std::move(fresh);
   }
   ready = true;
-  spdlog::info("ready: serving /metrics");
+  spdlog::info("ready: serving {}", opt.telemetry_path);
 
   auto last_scan = std::chrono::steady_clock::now();
   while (true) {
@@ -250,15 +370,50 @@ int run_agent(const std::string& config_file, const std::string& listen_override
     if (sig == SIGINT || sig == SIGTERM) break;
     if (sig == SIGHUP) {
       spdlog::info("SIGHUP: reloading {}", config_file);
+      std::string error;
+      // Parse, plan and verify the new config while the old one keeps serving.
+      std::unique_ptr<Instance> fresh;
       try {
-        std::lock_guard<std::mutex> lock(mu);
-        ready = false;
-        inst.reset();  // detach before attaching the new config's probes
-        inst = start_instance(config_file);
-        ready = true;
+        fresh = prepare_instance(config_file);
       } catch (const FatalError& e) {
-        spdlog::error("reload failed, serving nothing until the next SIGHUP: {}", e.error.message);
+        error = e.error.message;
+      } catch (const std::exception& e) {
+        error = std::string("unexpected error while loading ") + config_file + ": " + e.what();
       }
+      if (fresh) {
+        // Attach the new probes while the old ones still count and serve (uprobes may
+        // stack on one function; each instance has its own maps), then swap under the
+        // lock and detach the old ones: scrapes never see a gap nor wait for the attach.
+        try {
+          activate_instance(*fresh, extra);
+        } catch (const FatalError& e) {
+          error = e.error.message;
+          fresh.reset();
+        }
+        if (fresh) {
+          std::unique_ptr<Instance> old;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            old = std::move(inst);
+            inst = std::move(fresh);
+          }
+          old.reset();
+        }
+      }
+      if (error.empty()) {
+        reload_state.last_ok = true;
+        reload_state.last_success = now_seconds();
+        spdlog::info("reload: {} loaded", config_file);
+      } else {
+        reload_state.last_ok = false;
+        spdlog::error("reload failed, the previous config stays in force: {}", error);
+      }
+      {
+        std::lock_guard<std::mutex> lock(reload_req.mu);
+        reload_req.done = reload_req.asked;
+        reload_req.last_error = error;
+      }
+      reload_req.cv.notify_all();
     }
     if (inst) inst->engine->poll_exits(200);
     else usleep(200 * 1000);
@@ -266,12 +421,25 @@ int run_agent(const std::string& config_file, const std::string& listen_override
     if (inst && now - last_scan >= std::chrono::seconds(1)) {
       last_scan = now;
       inst->lifecycle->scan();
-      std::lock_guard<std::mutex> lock(mu);  // attach states change under the HTTP handlers
-      check_replaced(*inst);
-      inst->engine->rescan_python();
+      try {
+        check_replaced(*inst, mu);
+        // Scans /proc and reads ELF files without the lock; attaches under it.
+        inst->engine->rescan_python(&mu);
+      } catch (const std::exception& e) {  // e.g. std::filesystem_error on a symlink loop
+        spdlog::error("checking for replaced binaries: {}", e.what());
+      }
     }
   }
   spdlog::info("shutting down");
+  // A scrape stuck in a pathological label regex cannot be interrupted, and stop() joins
+  // the threads waiting for it: never let that hold the exit. The kernel detaches every
+  // probe when the process's BPF link fds close.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    spdlog::error("shutdown still waiting after 5 s (a scrape still running?): exiting now");
+    spdlog::default_logger()->flush();
+    _exit(0);
+  }).detach();
   (*server)->stop();
   std::lock_guard<std::mutex> lock(mu);
   inst.reset();

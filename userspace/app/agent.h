@@ -10,7 +10,15 @@ namespace insa::app {
 /// CAP_BPF/CAP_PERFMON.
 std::string privilege_problem();
 
+struct AgentOptions {
+  std::string config_file = "probes.yaml";
+  std::string listen;           ///< "" = exporter.listen_address of the config
+  std::string web_config_file;  ///< "" = plain HTTP, no auth
+  std::string telemetry_path = "/metrics";
+  bool enable_lifecycle = false;  ///< POST /-/reload
+};
+
 /// Runs until SIGINT/SIGTERM. Fatal start-up errors throw insa::FatalError.
-int run_agent(const std::string& config_file, const std::string& listen_override);
+int run_agent(const AgentOptions& opt);
 
 }  // namespace insa::app

@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "app/agent.h"
+#include "common/log_format.h"
 #include "attach/engine.h"
 #include "attach/plan.h"
 #include "config/config.h"
@@ -260,14 +261,21 @@ int check(const std::string& file) {
 int main(int argc, char** argv) {
   CLI::App cli{"insa-exporter: Prometheus metrics from unmodified processes, measured with eBPF uprobes and USDT"};
   cli.set_version_flag("--version", std::string("insa-exporter ") + INSA_VERSION);
-  std::string config_file = "probes.yaml";
-  std::string listen;
+  app::AgentOptions opt;
   std::string level = "info";
-  cli.add_option("--config.file", config_file, "probes.yaml to load")->capture_default_str();
-  cli.add_option("--web.listen-address", listen,
+  std::string log_format = "logfmt";
+  cli.add_option("--config.file", opt.config_file, "probes.yaml to load")->capture_default_str();
+  cli.add_option("--web.listen-address", opt.listen,
                  "address to serve /metrics on (default :9091, or exporter.listen_address)");
+  cli.add_option("--web.config.file", opt.web_config_file,
+                 "exporter-toolkit web config: TLS, basic auth, headers (reloaded when it changes)");
+  cli.add_option("--web.telemetry-path", opt.telemetry_path, "path of the metrics endpoint")->capture_default_str();
+  cli.add_flag("--web.enable-lifecycle", opt.enable_lifecycle, "serve POST /-/reload (reloads the config, as SIGHUP)");
   cli.add_option("--log.level", level, "debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  cli.add_option("--log.format", log_format, "logfmt or json")
+      ->check(CLI::IsMember({"logfmt", "json"}))
       ->capture_default_str();
   auto* check_cmd =
       cli.add_subcommand("check", "validate a config: binaries, symbols, return sites, BPF verifier; no attach");
@@ -289,12 +297,21 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("insa");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_formatter(std::make_unique<ExporterFormatter>(log_format == "json" ? LogFormat::Json : LogFormat::Logfmt));
 
   if (*list_cmd) return list_probes(list_bin);
   if (*check_cmd) return check(check_file);
   try {
-    return app::run_agent(config_file, listen);
+    if (opt.telemetry_path.empty() || opt.telemetry_path[0] != '/' ||
+        opt.telemetry_path.find_first_of("?# ") != std::string::npos || opt.telemetry_path == "/" ||
+        opt.telemetry_path.rfind("/-/", 0) == 0) {
+      std::fprintf(stderr,
+                   "insa-exporter: --web.telemetry-path '%s' is not a path of its own: give one starting with '/', "
+                   "e.g. /metrics (not /, not under /-/, no '?', '#' or spaces)\n",
+                   opt.telemetry_path.c_str());
+      return 1;
+    }
+    return app::run_agent(opt);
   } catch (const FatalError& e) {
     std::fprintf(stderr, "insa-exporter: %s\n", e.error.message.c_str());
     return 1;

@@ -436,14 +436,16 @@ Result<void> Engine::attach_python_pid(int pid, size_t layout, const std::string
   return {};
 }
 
-size_t Engine::rescan_python() {
+size_t Engine::rescan_python(std::mutex* mu) {
   if (plan_.py_targets.empty()) return 0;
-  size_t hooked = 0;
+  // Without the lock: which processes to hook, their interpreters read and checked.
+  struct Candidate {
+    python::PyProcess proc;
+    python::Interpreter in;
+    bool eval, per_call;
+  };
+  std::vector<Candidate> todo;
   auto procs = python::scan_processes();
-  for (auto it = py_pid_links_.begin(); it != py_pid_links_.end();) {
-    bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
-    it = alive ? std::next(it) : py_pid_links_.erase(it);
-  }
   for (const auto& proc : procs) {
     if (py_pid_links_.count(proc.pid) || py_pid_refused_.count(proc.pid)) continue;
     bool eval = false, per_call = false;
@@ -462,17 +464,28 @@ size_t Engine::rescan_python() {
       spdlog::warn("python: {}", v.error().message);  // a process still starting: retried on the next scan
       continue;
     }
-    auto idx = py_layout(*in);
+    todo.push_back({proc, std::move(*in), eval, per_call});
+  }
+  std::unique_lock<std::mutex> lock;
+  if (mu) lock = std::unique_lock<std::mutex>(*mu);
+  // The per-process hooks of processes gone are released.
+  for (auto it = py_pid_links_.begin(); it != py_pid_links_.end();) {
+    bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
+    it = alive ? std::next(it) : py_pid_links_.erase(it);
+  }
+  size_t hooked = 0;
+  for (auto& c : todo) {
+    auto idx = py_layout(c.in);
     if (!idx) {
       spdlog::error("{}", idx.error().message);
       continue;
     }
     // A file hooked host-wide already sees this process's frame entries.
-    if (py_host_wide_.count(*idx)) eval = false;
-    if (!eval && !per_call) continue;
-    if (auto r = attach_python_pid(proc.pid, *idx, in->path, eval, per_call); !r) {
+    if (py_host_wide_.count(*idx)) c.eval = false;
+    if (!c.eval && !c.per_call) continue;
+    if (auto r = attach_python_pid(c.proc.pid, *idx, c.in.path, c.eval, c.per_call); !r) {
       spdlog::error("{}", r.error().message);
-      py_pid_refused_.insert(proc.pid);
+      py_pid_refused_.insert(c.proc.pid);
       continue;
     }
     ++hooked;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -104,7 +105,9 @@ class Engine {
   /// layout against the live process, and hooks it: per process, or host-wide on an
   /// interpreter named in `python.interpreter`. Releases the hooks of processes gone.
   /// Called at start and on every process scan. Returns the processes newly hooked.
-  size_t rescan_python();
+  /// `mu`: held only while hooks and states change (the /proc scan and ELF reads run
+  /// without it), so a scrape never waits for the scan.
+  size_t rescan_python(std::mutex* mu = nullptr);
   /// Hooks an interpreter file for every process that runs it (python.interpreter).
   Result<void> attach_interpreter(const python::Interpreter& in);
 

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstring>
 
-#include <prometheus/text_serializer.h>
+#include "collector/exposition.h"
 
 namespace insa::collector {
 namespace pm = prometheus;
@@ -98,48 +98,14 @@ std::string Collector::bounded(size_t metric, size_t label, const std::string& v
   return "other";
 }
 
-namespace {
-
-std::string escape_label(const std::string& v) {
-  std::string o;
-  o.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') o += "\\\\";
-    else if (c == '"') o += "\\\"";
-    else if (c == '\n') o += "\\n";
-    else o += c;
-  }
-  return o;
-}
-
-void append_number(std::string& out, double v) {
-  if (std::isinf(v)) {
-    out += v > 0 ? "+Inf" : "-Inf";
-    return;
-  }
-  if (std::isnan(v)) {
-    out += "NaN";
-    return;
-  }
-  char buf[64];
-  // Integral values as integers ("100000", not "1e+05"), like prometheus-cpp; others shortest round-trip.
-  if (v == std::trunc(v) && std::fabs(v) < 1e15) {
-    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(v));
-    out.append(buf, r.ptr);
-    return;
-  }
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-}  // namespace
-
 size_t Collector::add_row(size_t metric, std::vector<std::string> values, bool always) const {
   std::string rendered;
   const auto& m = cfg_.metrics[metric];
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) rendered += ',';
-    rendered += m.labels[i] + "=\"" + escape_label(values[i]) + "\"";
+    rendered += m.labels[i] + "=\"";
+    exposition::append_label_value(rendered, values[i]);
+    rendered += '"';
   }
   std::string id = std::to_string(metric) + '\0' + rendered;
   auto it = by_labels_.find(id);
@@ -316,20 +282,21 @@ std::string Collector::text() const {
   const auto t0 = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   reader::Snapshot snap = gather();
+  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto self = self_families(snap);
   std::string out;
   out.reserve(rows_.size() * 96 + 4096);
+  exposition::Writer w(out);
+  // Built-in names win: a configured metric that takes one is skipped (and logged).
+  for (const auto& f : self) w.reserve(f);
   for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
     const auto& m = cfg_.metrics[mi];
-    const char* type = m.type == config::MetricType::Counter ? "counter"
-                       : m.type == config::MetricType::Gauge ? "gauge"
-                                                             : "histogram";
-    out += "# HELP " + m.name + " " + m.help + "\n# TYPE " + m.name + " " + type + "\n";
+    const auto type = m.type == config::MetricType::Counter ? pm::MetricType::Counter
+                      : m.type == config::MetricType::Gauge ? pm::MetricType::Gauge
+                                                            : pm::MetricType::Histogram;
+    if (!w.begin(m.name, m.help, type)) continue;
     std::vector<std::string> les;
-    for (double b : m.buckets) {
-      std::string s;
-      append_number(s, b);
-      les.push_back(s);
-    }
+    for (double b : m.buckets) les.push_back(exposition::format_number(b));
     for (size_t idx : by_metric_[mi]) {
       const Row& a = rows_[idx];
       if (!a.touched && !a.always) continue;
@@ -338,15 +305,11 @@ std::string Collector::text() const {
         out += m.name;
         out += lb;
         out += ' ';
-        append_number(out, m.type == config::MetricType::Counter ? a.sum : a.gauge);
+        exposition::append_number(out, m.type == config::MetricType::Counter ? a.sum : a.gauge);
         out += '\n';
         continue;
       }
-      out += m.name + "_count" + lb + " ";
-      append_number(out, static_cast<double>(a.count));
-      out += "\n" + m.name + "_sum" + lb + " ";
-      append_number(out, a.sum);
-      out += '\n';
+      // Go's order: buckets, _sum, _count.
       const std::string prefix = m.name + "_bucket{" + a.rendered + (a.rendered.empty() ? "" : ",") + "le=\"";
       uint64_t cum = 0;
       for (size_t b = 0; b <= m.buckets.size(); ++b) {
@@ -354,13 +317,22 @@ std::string Collector::text() const {
         out += prefix;
         out += b < les.size() ? les[b] : "+Inf";
         out += "\"} ";
-        append_number(out, static_cast<double>(b < les.size() ? cum : a.count));
+        exposition::append_number(out, static_cast<double>(b < les.size() ? cum : a.count));
         out += '\n';
       }
+      out += m.name + "_sum" + lb + " ";
+      exposition::append_number(out, a.sum);
+      out += "\n" + m.name + "_count" + lb + " ";
+      exposition::append_number(out, static_cast<double>(a.count));
+      out += '\n';
     }
   }
-  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  out += pm::TextSerializer().Serialize(self_families(snap));
+  w.write(self);
+  for (const auto& name : w.collisions())
+    if (warned_.insert(name).second)
+      spdlog::error("{}: metric '{}' has the name (or a _bucket/_count/_sum name) of another metric or of a "
+                    "built-in one, so it is not exported; rename it",
+                    cfg_.file, name);
   return out;
 }
 
@@ -425,7 +397,7 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto errs = family("insa_exporter_scrape_errors_total", "Scrapes that failed to read the kernel maps.", pm::MetricType::Counter);
   errs.metric.push_back(counter_sample({}, static_cast<double>(scrape_errors_)));
   out.push_back(std::move(errs));
-  auto dur = family("insa_exporter_scrape_duration_seconds", "Time to read the maps and build the families of this scrape.",
+  auto dur = family("insa_exporter_scrape_duration_seconds", "Time to read the kernel maps and aggregate the series of this scrape.",
                     pm::MetricType::Gauge);
   dur.metric.push_back(gauge_sample({}, last_scrape_seconds_));
   out.push_back(std::move(dur));

@@ -41,8 +41,9 @@ class Collector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
   /// The same families as Collect(), written straight to exposition text (format
-  /// 0.0.4). This is what /metrics serves: it reuses the decoded labels of every
-  /// kernel key across scrapes instead of building MetricFamily objects.
+  /// 0.0.4) by the one writer (exposition.h). This is what /metrics serves: it reuses
+  /// the decoded labels of every kernel key across scrapes instead of building
+  /// MetricFamily objects for the configured metrics.
   std::string text() const;
 
   /// Decodes one label of a key (exposed for tests).
@@ -92,6 +93,7 @@ class Collector : public prometheus::Collectable {
   mutable std::vector<size_t> last_rows_[2];
   mutable std::unordered_map<std::string, size_t> by_labels_;
   mutable double last_scrape_seconds_ = 0;
+  mutable std::set<std::string> warned_;  ///< metric names already logged as colliding
   mutable uint64_t scrape_errors_ = 0;
 };
 
