@@ -216,6 +216,25 @@ class Exporter {
   Child child_;
 };
 
+/// A whole file ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Waits until `pred` holds (true) or `seconds` pass (false).
+template <typename F>
+bool eventually(F pred, int seconds) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 /// Runs a program to completion; returns {wait status, stdout}.
 inline std::pair<int, std::string> run_capture(const std::vector<std::string>& argv) {
   std::string out_file = "/tmp/insa-root-out-" + std::to_string(getpid()) + ".txt";

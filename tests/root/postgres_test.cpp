@@ -22,13 +22,6 @@ namespace fs = std::filesystem;
 const std::string kPgBin = "/usr/lib/postgresql/15/bin";
 const int kPgPort = 55419;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 /// A private PostgreSQL server (initdb + postgres on a Unix socket in `dir`), run as
 /// the postgres user; stopped (SIGTERM, then waited for) on destruction.
 class PgServer {

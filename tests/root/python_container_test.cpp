@@ -18,23 +18,6 @@ namespace fs = std::filesystem;
 
 const char* kMountPoint = "/opt/insa-py-ctr-test";  // empty on the host
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-template <typename F>
-bool eventually(F pred, int seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
 /// A "container": a directory with its own copy of the interpreter and the worker,
 /// bind-mounted at kMountPoint in a private mount namespace.
 struct Container {

@@ -27,13 +27,6 @@ std::string pyenv_python(const std::string& version) {
   return base + "/versions/" + version + "/bin/python" + version.substr(0, version.rfind('.'));
 }
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -100,7 +93,6 @@ std::string worker_function(const std::string& shown) {
   ADD_FAILURE() << "no " << shown;
   return "";
 }
-
 
 /// Waits for the worker to print `what`.
 bool wait_for(const std::string& log, const std::string& what) {

@@ -58,24 +58,6 @@ bool file_exists(const std::string& p) {
 
 void touch(const std::string& p) { std::ofstream(p) << "go\n"; }
 
-/// Waits until `pred` holds or `seconds` pass.
-template <typename F>
-bool eventually(F pred, int seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-std::string read_file(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void expect_histogram(const Samples& got, const std::string& name, const std::string& labels,
                       const std::vector<double>& observed, const std::vector<double>& le, bool exact_sum) {
   auto want = expected_buckets(observed, le);
@@ -137,7 +119,7 @@ TEST_P(PythonProbe, AttachToRunningProcessExact) {
   Child w = Child::spawn({in.python, worker(), "--seed", "7", "--threads", "3", "--requests", "30", "--hold", "3",
                           "--go", go, "--truth", truth},
                          wlog);
-  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("holding 3") != std::string::npos; }, 20)) << read_file(wlog);
+  ASSERT_TRUE(eventually([&] { return slurp(wlog).find("holding 3") != std::string::npos; }, 20)) << slurp(wlog);
   Exporter exp(make_config(tag, ""), 19701 + static_cast<int>(in.name[7] - '0'));
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   ASSERT_TRUE(eventually([&] { return exp.scrape()["insa_exporter_probe_attached{probe=\"py_request\"}"] == 1; }, 10))
@@ -145,7 +127,7 @@ TEST_P(PythonProbe, AttachToRunningProcessExact) {
   const pid_t pid = w.pid();
   touch(go);
   int st = w.wait();
-  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_file(wlog);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slurp(wlog);
   Truth t = read_truth({truth});
   Samples got = exp.scrape();
   expect_truth(got, t, exp.log());
@@ -220,11 +202,11 @@ TEST_P(PythonProbe, WorkerSurvivesTheExporterDyingMidCall) {
     EXPECT_TRUE(!with_exporters || w.running()) << "the worker ended before the exporters were killed: make it longer";
     int st = w.wait();
     std::vector<std::string> lines;
-    std::istringstream is(read_file(truth));
+    std::istringstream is(slurp(truth));
     for (std::string line; std::getline(is, line);)
       if (line.rfind("observe insa_py_request_duration", 0) != 0) lines.push_back(line);
     std::sort(lines.begin(), lines.end());
-    return std::make_tuple(st, read_file(wlog), lines);
+    return std::make_tuple(st, slurp(wlog), lines);
   };
   auto without = run(false);
   auto with = run(true);
@@ -244,14 +226,14 @@ TEST_P(PythonProbe, KilledWorkerInFlightCallsReclaimed) {
   std::remove(go.c_str());
   std::remove(wlog.c_str());
   Child w = Child::spawn({in.python, worker(), "--go", go, "--hang", "4"}, wlog);
-  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("waiting") != std::string::npos; }, 20)) << read_file(wlog);
+  ASSERT_TRUE(eventually([&] { return slurp(wlog).find("waiting") != std::string::npos; }, 20)) << slurp(wlog);
   Exporter exp(make_config(tag, ""), 19781 + static_cast<int>(in.name[7] - '0'));
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   const pid_t pid = w.pid();
   ASSERT_TRUE(eventually([&] { return exp.log().find("python: hooked pid " + std::to_string(pid)) != std::string::npos; }, 10))
       << exp.log();
   touch(go);
-  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("hanging 4") != std::string::npos; }, 20)) << read_file(wlog);
+  ASSERT_TRUE(eventually([&] { return slurp(wlog).find("hanging 4") != std::string::npos; }, 20)) << slurp(wlog);
   EXPECT_EQ(exp.scrape().at("insa_py_active_requests"), 4);
   w.signal(SIGKILL);
   w.wait();
@@ -273,7 +255,7 @@ TEST_P(PythonProbe, WorkerUnchangedByTheExporter) {
     // The threads interleave differently from run to run: compare the accounting as a sorted
     // list; durations are timings, not accounting.
     std::vector<std::string> lines;
-    std::istringstream is(read_file(truth));
+    std::istringstream is(slurp(truth));
     for (std::string line; std::getline(is, line);)
       if (line.rfind("observe insa_py_request_duration", 0) != 0) lines.push_back(line);
     std::sort(lines.begin(), lines.end());
@@ -303,14 +285,14 @@ TEST_P(PythonProbe, PerCallMechanismExact) {
   Child w = Child::spawn({in.python, worker(), "--seed", "9", "--threads", "2", "--requests", "20", "--go", go,
                           "--truth", truth},
                          wlog);
-  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("waiting") != std::string::npos; }, 20)) << read_file(wlog);
+  ASSERT_TRUE(eventually([&] { return slurp(wlog).find("waiting") != std::string::npos; }, 20)) << slurp(wlog);
   Exporter exp(make_config(tag, "", "python_call.yaml"), 19731 + static_cast<int>(in.name[7] - '0'));
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   ASSERT_TRUE(eventually([&] { return exp.log().find("python: hooked pid " + std::to_string(w.pid())) != std::string::npos; }, 10))
       << exp.log();
   touch(go);
   int st = w.wait();
-  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_file(wlog);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slurp(wlog);
   Truth t = read_truth({truth});
   Samples got = exp.scrape();
   size_t n = 0;

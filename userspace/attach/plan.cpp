@@ -142,6 +142,24 @@ class Builder {
     return static_cast<uint8_t>(plan_.statuses.size() - 1);
   }
 
+  /// The probe's status names and rules into its spec.
+  void set_statuses(insa_probe_spec& spec, const config::ProbeDef& p) {
+    spec.default_status = status_index(p.default_status);
+    spec.exception_status = status_index(p.exception_status);
+    if (!p.abandoned_status.empty()) {
+      spec.flags |= INSA_PROBE_ABANDON_STATUS;
+      spec.abandoned_status = status_index(p.abandoned_status);
+    }
+    for (const auto& r : p.status) {
+      auto& kr = spec.rules[spec.nrules++];
+      kr.src = src_of(r.lhs);
+      kr.arg = static_cast<uint8_t>(r.lhs.arg);
+      kr.cmp = cmp_of(r.cmp);
+      kr.value = r.rhs;
+      kr.status = status_index(r.status);
+    }
+  }
+
   Result<void> add_probe(size_t index) {
     const auto& p = cfg_.probes[index];
     if (p.python) return add_python_probe(p);
@@ -169,20 +187,7 @@ class Builder {
     pp.mark = p.mark;
     pp.tracked = p.tracked();
     if (pp.tracked) spec.flags |= INSA_PROBE_TRACKED;
-    spec.default_status = status_index(p.default_status);
-    spec.exception_status = status_index(p.exception_status);
-    if (!p.abandoned_status.empty()) {
-      spec.flags |= INSA_PROBE_ABANDON_STATUS;
-      spec.abandoned_status = status_index(p.abandoned_status);
-    }
-    for (const auto& r : p.status) {
-      auto& kr = spec.rules[spec.nrules++];
-      kr.src = src_of(r.lhs);
-      kr.arg = static_cast<uint8_t>(r.lhs.arg);
-      kr.cmp = cmp_of(r.cmp);
-      kr.value = r.rhs;
-      kr.status = status_index(r.status);
-    }
+    set_statuses(spec, p);
 
     const int probe_index = static_cast<int>(plan_.probes.size());
     std::vector<AttachPoint> points;
@@ -434,20 +439,7 @@ class Builder {
 
     insa_probe_spec spec{};
     spec.flags = INSA_PROBE_TRACKED | INSA_PROBE_PYTHON;
-    spec.default_status = status_index(p.default_status);
-    spec.exception_status = status_index(p.exception_status);
-    if (!p.abandoned_status.empty()) {  // calls whose process died mid-call
-      spec.flags |= INSA_PROBE_ABANDON_STATUS;
-      spec.abandoned_status = status_index(p.abandoned_status);
-    }
-    for (const auto& r : q.status) {
-      auto& kr = spec.rules[spec.nrules++];
-      kr.src = src_of(r.lhs);
-      kr.arg = static_cast<uint8_t>(r.lhs.arg);
-      kr.cmp = cmp_of(r.cmp);
-      kr.value = r.rhs;
-      kr.status = status_index(r.status);
-    }
+    set_statuses(spec, q);  // abandoned: calls whose process died mid-call
     for (const auto& u : q.updates)
       if (auto r = add_update(q, u, spec, probe_index, cookie); !r) return r;
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/config.h"
 
+#include "common/name_hash.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -18,20 +20,6 @@ namespace {
 
 /// Bytes of a Python qualname or file suffix the kernel compares, NUL included (INSA_PY_NAME).
 constexpr size_t INSA_PY_NAME_MAX = 64;
-
-/// FNV-1a of the part after the last '.', as the kernel hashes Python exception type names.
-int64_t python_name_hash(const std::string& name) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : name) {
-    if (c == '.') {
-      h = 2166136261u;
-      continue;
-    }
-    h ^= c;
-    h *= 16777619u;
-  }
-  return h ? h : 1;
-}
 
 /// Validation failure inside the parser; converted to Error at the API edge.
 struct ParseError {

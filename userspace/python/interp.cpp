@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 
+#include "common/name_hash.h"
 #include "elf/elf_file.h"
 
 namespace insa::python {
@@ -303,17 +304,6 @@ Result<void> verify_live(int pid, const Interpreter& in, uint64_t base) {
   return {};
 }
 
-uint32_t name_hash(const std::string& name) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : name) {
-    if (c == '.') {
-      h = 2166136261u;
-      continue;
-    }
-    h ^= c;
-    h *= 16777619u;
-  }
-  return h ? h : 1;
-}
+uint32_t name_hash(const std::string& name) { return python_name_hash(name); }
 
 }  // namespace insa::python
