@@ -584,7 +584,7 @@ class Builder {
           return Error{b->mark.str() + ": labels captured in the kernel exceed " + std::to_string(INSA_KEY_BYTES) +
                        " bytes or " + std::to_string(INSA_MAX_LABELS) + " slots; shorten string captures ($argN:str16)"};
         auto& l = a.labels[a.nlabels++];
-        l.src = v.kind == ValueRef::Kind::Exception ? INSA_SRC_EXC_STR : src_of(v);
+        l.src = v.kind == ValueRef::Kind::Exception ? static_cast<uint8_t>(INSA_SRC_EXC_STR) : src_of(v);
         l.arg = static_cast<uint8_t>(v.arg);
         l.offset = static_cast<uint8_t>(off);
         l.len = static_cast<uint8_t>(len);
