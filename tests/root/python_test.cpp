@@ -137,6 +137,34 @@ TEST_P(PythonProbe, AttachToRunningProcessExact) {
   EXPECT_EQ(exp.log().find("for every process that runs it"), std::string::npos) << exp.log();
 }
 
+// A probe naming a module (`python -m py_worker`) instead of a script.
+TEST_P(PythonProbe, ModuleTargetExact) {
+  require_root();
+  const auto& in = GetParam();
+  const std::string tag = std::string(in.name) + "-module";
+  const std::string go = "/tmp/insa-py-go-" + tag, truth = "/tmp/insa-py-truth-" + tag;
+  const std::string wlog = "/tmp/insa-py-worker-" + tag + ".log";
+  for (const auto& f : {go, truth, wlog}) std::remove(f.c_str());
+  std::string cfg = slurp(make_config(tag, ""));
+  cfg = std::regex_replace(cfg, std::regex("script: py_worker\\.py"), "module: py_worker");
+  const std::string cfg_path = "/tmp/insa-python-" + tag + "-module.yaml";
+  std::ofstream(cfg_path) << cfg;
+  Child w = Child::spawn({"/bin/sh", "-c",
+                          "cd " + source_dir() + "/tests/fixtures/python && exec " + in.python +
+                              " -m py_worker --seed 12 --threads 2 --requests 20 --go " + go + " --truth " + truth},
+                         wlog);
+  ASSERT_TRUE(eventually([&] { return slurp(wlog).find("waiting") != std::string::npos; }, 20)) << slurp(wlog);
+  Exporter exp(cfg_path, 19791 + static_cast<int>(in.name[7] - '0'));
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  const pid_t pid = w.pid();
+  ASSERT_TRUE(eventually([&] { return exp.log().find("python: hooked pid " + std::to_string(pid)) != std::string::npos; }, 10))
+      << exp.log();
+  touch(go);
+  int st = w.wait();
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slurp(wlog);
+  expect_truth(exp.scrape(), read_truth({truth}), exp.log());
+}
+
 // A process started after the exporter, whose interpreter the config names: exact from
 // its first call.
 TEST_P(PythonProbe, ProcessStartedLaterExact) {
