@@ -1109,5 +1109,26 @@ TEST(Mark, Str) {
   EXPECT_EQ(m.str(), "probes.yaml:12:5");
 }
 
+TEST(Config, PythonWorkers) {
+  const std::string base = R"(metrics:
+  - {name: insa_x_total, type: counter}
+probes:
+  - {name: p, binary: ./w, function: f, metrics: [{metric: insa_x_total}]}
+workers:
+)";
+  auto r = parse_config(base + "  - {name: bus, type: bus, script: agent_message_bus.py}\n"
+                               "  - {name: crm, script: crm.py, binary: /usr/bin/python3.11}\n",
+                        kFile);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->workers.size(), 2u);
+  EXPECT_EQ(r->workers[0].script, "agent_message_bus.py");
+  EXPECT_EQ(r->workers[0].binary, "");
+  EXPECT_EQ(r->workers[1].script, "crm.py");
+  EXPECT_EQ(r->workers[1].binary, "/usr/bin/python3.11");
+  const std::string none = base + "  - {name: bus, type: bus}\n";
+  EXPECT_EQ(error_of(none), msg(none, "{name: bus", "a worker needs 'binary' (its executable) or 'script' (the main "
+                                                    "script of a Python worker, e.g. worker.py)"));
+}
+
 }  // namespace
 }  // namespace insa::config

@@ -77,6 +77,10 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
 
   std::vector<std::string> bins;
   for (const auto& w : inst->cfg.workers) {
+    if (w.binary.empty()) {  // a Python worker (script:) on any interpreter
+      bins.emplace_back();
+      continue;
+    }
     auto b = plan::resolve_binary(w.binary, inst->cfg.file);
     if (!b) throw FatalError{Error{w.mark.str() + ": worker '" + w.name + "': " + b.error().message}};
     bins.push_back(*b);
