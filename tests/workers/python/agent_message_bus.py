@@ -74,6 +74,7 @@ class MessageBus:
 
 
 async def main(args):
+    await asyncio.sleep(args.start_delay_ms / 1000)
     truth = Truth("agent_message_bus")
     stopper = Stopper()
     bus = MessageBus(truth)

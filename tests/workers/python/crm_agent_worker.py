@@ -220,6 +220,7 @@ class CrmAgent:
 
 
 async def main(args):
+    await asyncio.sleep(args.start_delay_ms / 1000)
     truth = Truth("crm_agent_worker")
     stopper = Stopper()
     db = Database(args.run_dir + "/crm.db", 4, truth)

@@ -147,9 +147,8 @@ class Orchestrator:
             self.bus.send(d.agent, "task", message_id, Plan(self.seed, message_id).request_size)
         return deliver
 
-    async def run(self, rate, requests, duration_s, start_delay_ms, linger_ms):
+    async def run(self, rate, requests, duration_s, linger_ms):
         loop = asyncio.get_running_loop()
-        await self.stopper.sleep(start_delay_ms / 1000)
         start = loop.time()
         q = 0
         while not self.stopper.stopped:
@@ -171,12 +170,13 @@ class Orchestrator:
 
 
 async def main(args):
+    await asyncio.sleep(args.start_delay_ms / 1000)
     truth = Truth("orchestrator_agent_optimized")
     stopper = Stopper()
     bus = await BusClient.connect(args.run_dir, "orchestrator", truth)
     orch = Orchestrator(args, bus, truth, stopper)
     print("orchestrator: running (rate %g/s)" % args.rate, flush=True)
-    await orch.run(args.rate, args.requests, args.duration_s, args.start_delay_ms, args.linger_ms)
+    await orch.run(args.rate, args.requests, args.duration_s, args.linger_ms)
     await bus.close()
     truth.write(args.truth)
     return 0
@@ -187,6 +187,5 @@ if __name__ == "__main__":
     p.add_argument("--rate", type=float, default=20, help="queries per second")
     p.add_argument("--requests", type=int, default=0, help="stop after N queries (0: no limit)")
     p.add_argument("--duration-s", type=float, default=0, help="stop after S seconds (0: no limit)")
-    p.add_argument("--start-delay-ms", type=int, default=0)
     p.add_argument("--linger-ms", type=int, default=0)
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -110,6 +110,8 @@ def parser(prog, doc):
     p.add_argument("--run-dir", default=".", help="directory of bus.sock (and crm.db)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--truth", default="", help="write the ground truth here at exit")
+    p.add_argument("--start-delay-ms", type=int, default=0,
+                   help="wait this long before doing anything (lets an exporter hook the process)")
     return p
 
 

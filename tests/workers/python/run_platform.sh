@@ -16,7 +16,8 @@
 # Options: --run-dir DIR (default /tmp/insa-demo-py), --script-dir DIR (default this
 #   directory), --python PATH (default /usr/bin/python3.11 or $INSA_PYTHON), --seed S (1), --rate R queries/s (test 50,
 #   demo 20), --requests N (test 400), --restart-after S (test: off, demo 20),
-#   --start-delay-ms MS before the first query (0), --linger-ms MS after the last (test 2000).
+#   --start-delay-ms MS every process (restarts too) waits before its first work (0; give an
+#   exporter's 1 s process scan time to hook it), --linger-ms MS after the last (test 2000).
 #
 # Truth files: RUN_DIR/truth/<program>.<n>.truth (n = 1 for the first instance, 2 for the
 # first restart, ...) and RUN_DIR/truth/launcher.truth (restarts seen by this supervisor).
@@ -80,7 +81,7 @@ trap 'stopping=1' INT TERM
 start() {  # start NAME ARGS...
   local name=$1; shift
   instance[$name]=$(( ${instance[$name]:-0} + 1 ))
-  "$python" "$bin_dir/$name.py" --run-dir "$run_dir" --seed "$seed" \
+  "$python" "$bin_dir/$name.py" --run-dir "$run_dir" --seed "$seed" --start-delay-ms "$start_delay_ms" \
     --truth "$run_dir/truth/$name.${instance[$name]}.truth" "$@" \
     >>"$run_dir/$name.log" 2>&1 &
   pid_of[$name]=$!
@@ -109,7 +110,7 @@ write_launcher_truth() {
 }
 
 start agent_message_bus
-for _ in $(seq 100); do [[ -S $run_dir/bus.sock ]] && break; sleep 0.05; done
+for _ in $(seq $((100 + start_delay_ms / 50))); do [[ -S $run_dir/bus.sock ]] && break; sleep 0.05; done
 [[ -S $run_dir/bus.sock ]] || { echo "run_platform.sh: bus did not start (see $run_dir/agent_message_bus.log)" >&2; exit 1; }
 start sizing_agent_worker
 if [[ $restart_after != 0 ]]; then
@@ -118,10 +119,10 @@ else
   start crm_agent_worker
 fi
 if [[ $mode == test ]]; then
-  start orchestrator_agent_optimized --rate "$rate" --requests "$requests" --start-delay-ms "$start_delay_ms" \
+  start orchestrator_agent_optimized --rate "$rate" --requests "$requests" \
     --linger-ms "$linger_ms"
 else
-  start orchestrator_agent_optimized --rate "$rate" --start-delay-ms "$start_delay_ms"
+  start orchestrator_agent_optimized --rate "$rate"
 fi
 echo "platform running in $run_dir (mode $mode, seed $seed, rate $rate/s)"
 

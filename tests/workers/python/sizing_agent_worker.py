@@ -12,6 +12,7 @@ from platform_common import Stopper, Truth, parser
 
 
 async def main(args):
+    await asyncio.sleep(args.start_delay_ms / 1000)
     truth = Truth("sizing_agent_worker")
     stopper = Stopper()
     bus = await BusClient.connect(args.run_dir, "sizing_agent", truth)
