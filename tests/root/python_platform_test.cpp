@@ -53,9 +53,10 @@ class PythonPlatform : public ::testing::Test {
     require_root();
     ASSERT_TRUE(fs::exists(kPython)) << kPython << " is missing: Debian's python3.11 is part of this test "
                                      << "(tests/install-deps.sh installs it)";
-    work_ = "/tmp/insa-pyplatform-test-" + std::to_string(kPort);
+    // Short paths: a Python probe matches a file path of at most 63 bytes.
+    work_ = "/tmp/insa-pyp-" + std::to_string(kPort);
     fs::remove_all(work_);
-    scripts_ = work_ + "/scripts";
+    scripts_ = work_ + "/s";
     fs::create_directories(scripts_);
     for (const auto& e : fs::directory_iterator(source_dir() + "/tests/workers/python"))
       if (e.path().extension() == ".py" || e.path().extension() == ".sh")

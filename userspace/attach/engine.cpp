@@ -312,14 +312,28 @@ size_t Engine::rescan_python() {
   auto procs = python::scan_processes();
   for (auto it = py_pid_links_.begin(); it != py_pid_links_.end();) {
     bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
+    if (!alive) {
+      uint32_t tgid = static_cast<uint32_t>(it->first);
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.py_pid_targets), &tgid);
+    }
     it = alive ? std::next(it) : py_pid_links_.erase(it);
   }
+  static_assert(INSA_MAX_PY_TARGETS <= 32, "py_pid_targets masks are __u32");
   for (const auto& proc : procs) {
     if (py_pid_links_.count(proc.pid) || py_pid_refused_.count(proc.pid)) continue;
     bool eval = false, per_call = false;
+    uint32_t mask = 0;  // the targets of the probes that select this process
     for (const auto& pp : plan_.probes)
-      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) (pp.python->per_call ? per_call : eval) = true;
+      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) {
+        (pp.python->per_call ? per_call : eval) = true;
+        if (pp.py_target >= 0) mask |= 1u << pp.py_target;
+      }
     if (!eval && !per_call) continue;
+    // Before any hook of this process fires: its code objects match only these targets.
+    uint32_t tgid = static_cast<uint32_t>(proc.pid);
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.py_pid_targets), &tgid, &mask, BPF_ANY) != 0)
+      spdlog::warn("python: pid {}: cannot restrict its probes to its script ({}); it may match every probe's function",
+                   proc.pid, std::strerror(errno));
     if (py_refused_.count(proc.interpreter)) continue;
     auto in = python::inspect(proc.interpreter);
     if (!in) {
