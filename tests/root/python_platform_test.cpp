@@ -29,9 +29,9 @@ namespace fs = std::filesystem;
 constexpr int kPort = 19430;
 constexpr const char* kPython = "/usr/bin/python3.11";
 /// Every process (restarts too) waits this long before its first work: the exporter hooks
-/// a Python process started after it at its process scan, which took up to 2.6 s here (see
-/// the README's Python platform section).
-constexpr const char* kStartDelayMs = "4000";
+/// a Python process started after it at its process scan, which took up to 4.4 s on a loaded
+/// machine (see the README's Python platform section).
+constexpr const char* kStartDelayMs = "7000";
 
 const std::vector<std::pair<std::string, std::string>> kWorkers{{"agent_message_bus", "bus"},
                                                                 {"sizing_agent_worker", "sizing"},

@@ -87,7 +87,7 @@ start() {  # start NAME ARGS...
   pid_of[$name]=$!
   name_of[$!]=$name
   echo "$!" > "$run_dir/$name.pid"
-  echo "started $name pid $! (instance ${instance[$name]})"
+  echo "$(date +%T.%3N) started $name pid $! (instance ${instance[$name]})"
 }
 
 stop_one() {  # stop NAME: SIGTERM and wait
