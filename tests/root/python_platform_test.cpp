@@ -115,11 +115,13 @@ bool wait_exit(const Child& c, int seconds) {
 }
 
 TEST_F(PythonPlatform, AllThirtyFamiliesEqualGroundTruthAndOutputUnchanged) {
-  // Fixed workload: 600 queries at 60/s (both outage windows, breaker trips, DLQ replays,
+  // Fixed workload: 900 queries at 60/s (both outage windows, breaker trips, DLQ replays,
   // TTL and capacity evictions, config_reload broadcasts, constraint and missing-table SQL
-  // errors), and the scheduled restart of crm_agent_worker (exit code 3 after 4 s).
-  const std::vector<std::string> workload{"--seed", "5", "--requests", "600", "--rate", "60", "--restart-after", "4",
-                                          "--start-delay-ms", kStartDelayMs, "--linger-ms", "2000"};
+  // errors), and the scheduled restart of crm_agent_worker (exit code 3 after 3 s of work;
+  // its successor waits the start delay too, while tasks queue up on the bus, so the
+  // orchestrator lingers 5 s for the queues to drain).
+  const std::vector<std::string> workload{"--seed", "5", "--requests", "900", "--rate", "60", "--restart-after", "3",
+                                          "--start-delay-ms", kStartDelayMs, "--linger-ms", "5000"};
 
   // ---- the same workload without the exporter: the reference output ----
   const std::string bare = work_ + "/bare";
