@@ -27,6 +27,7 @@ class AgentWorker:
         self.truth = truth
         self.stopper = stopper
         self.local = collections.deque()
+        self.work_scale = 1.0  # benchmarks: planned request times multiplied by this
 
     def worker_queue_size(self, worker_name, size):
         """The local queue of worker_name now holds `size` fetched messages."""
@@ -36,7 +37,7 @@ class AgentWorker:
         """One request: works for its planned time; returns the response size, or raises
         UpstreamError for a planned failure."""
         plan = Plan(self.seed, request_id)
-        await asyncio.sleep(plan.duration_ms / 1000)
+        await asyncio.sleep(plan.duration_ms / 1000 * self.work_scale)
         if plan.kind == "error":
             raise UpstreamError("request %d failed" % request_id)
         return plan.response_size

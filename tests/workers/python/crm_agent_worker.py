@@ -226,6 +226,7 @@ async def main(args):
     db = Database(args.run_dir + "/crm.db", 4, truth)
     bus = await BusClient.connect(args.run_dir, "crm_agent", truth)
     worker = AgentWorker("crm_agent_worker", "crm_agent", args.seed, bus, truth, stopper)
+    worker.work_scale = args.work_scale
     crm = CrmAgent(args, worker, db, truth, stopper)
     print("crm_agent_worker: running", flush=True)
     exit_now = await worker.run(crm.handler, crm.tick, args.exit_after_s)
@@ -241,4 +242,6 @@ if __name__ == "__main__":
     p.add_argument("--exit-after-s", type=float, default=0, help="exit with --exit-code after S seconds")
     p.add_argument("--exit-code", type=int, default=0)
     p.add_argument("--report-every-ms", type=int, default=2000)
+    p.add_argument("--work-scale", type=float, default=1.0,
+                   help="multiply planned request times (benchmarks: 0, no sleeping)")
     sys.exit(asyncio.run(main(p.parse_args())))

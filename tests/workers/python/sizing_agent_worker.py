@@ -17,6 +17,7 @@ async def main(args):
     stopper = Stopper()
     bus = await BusClient.connect(args.run_dir, "sizing_agent", truth)
     worker = AgentWorker("sizing_agent_worker", "sizing_agent", args.seed, bus, truth, stopper)
+    worker.work_scale = args.work_scale
 
     async def handler(message):
         if message["type"] == "task":
@@ -40,4 +41,6 @@ if __name__ == "__main__":
     p = parser("sizing_agent_worker.py", __doc__)
     p.add_argument("--exit-after-s", type=float, default=0, help="exit with --exit-code after S seconds")
     p.add_argument("--exit-code", type=int, default=0)
+    p.add_argument("--work-scale", type=float, default=1.0,
+                   help="multiply planned request times (benchmarks: 0, no sleeping)")
     sys.exit(asyncio.run(main(p.parse_args())))
