@@ -106,8 +106,9 @@ struct call_ctx {
 	__u64 exc_name; /* Python: user pointer to the exception type name */
 };
 
-/* PH_EXCEPTION runs exit actions with the probe's exception status. */
-enum phase { PH_ENTRY, PH_EXIT, PH_ABANDON, PH_EXCEPTION };
+/* PH_EXCEPTION runs exit actions with the probe's exception status; PH_TAIL is
+ * an exit at a tail jmp, where rax is not the return value (no $ret). */
+enum phase { PH_ENTRY, PH_EXIT, PH_ABANDON, PH_EXCEPTION, PH_TAIL };
 
 #define STAT_INC(id, field)                                               \
 	do {                                                              \
@@ -181,7 +182,7 @@ static __always_inline __u32 classify(const struct insa_probe_spec *spec, const 
 			break;
 		const struct insa_rule *r = &spec->rules[i];
 		if (c->no_ret && reads_ret(r->src))
-			continue; /* a Python call left by an exception has no return value */
+			continue; /* left by a Python exception, or a tail-jmp exit: no return value */
 		__s64 v = eval_src(r->src, r->arg, 0, c);
 		if (cmp_ok(r->cmp, v, r->value))
 			return r->status;
@@ -288,6 +289,24 @@ static __always_inline int uses_ret(const struct insa_action *a)
 	return 0;
 }
 
+/* An abandoned call's end is not known (it is seen at the next probe hit or at thread
+ * exit): updates that read $duration are skipped, like those that read $ret. */
+#define NO_RET_NO_DURATION 2
+
+static __always_inline int uses_duration(const struct insa_action *a)
+{
+	if ((a->value_src & ~INSA_SRC_I32) == INSA_SRC_DURATION ||
+	    (a->cond.cmp && (a->cond.src & ~INSA_SRC_I32) == INSA_SRC_DURATION))
+		return 1;
+	for (int j = 0; j < INSA_MAX_LABELS; j++) {
+		if (j >= a->nlabels)
+			break;
+		if ((a->labels[j].src & ~INSA_SRC_I32) == INSA_SRC_DURATION)
+			return 1;
+	}
+	return 0;
+}
+
 /* One action; a global subprogram so the verifier checks it once, not per call site. */
 __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph)
 {
@@ -306,6 +325,8 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	if (ph == PH_ABANDON || a->when != (ph == PH_ENTRY ? INSA_AT_ENTRY : INSA_AT_EXIT))
 		return 0;
 	if (c->no_ret && uses_ret(a))
+		return 0;
+	if (c->no_ret == NO_RET_NO_DURATION && uses_duration(a))
 		return 0;
 	if (a->cond.cmp && !cmp_ok(a->cond.cmp, eval_src(a->cond.src, a->cond.arg, 0, c), a->cond.value))
 		return 0;
@@ -361,12 +382,21 @@ __noinline int finish(struct insa_frame *f, int ph, __s64 ret, __u64 now, __u32 
 	__builtin_memcpy(c.args, f->args, sizeof(c.args));
 	if (ph == PH_ABANDON) {
 		STAT_INC(id, abandoned);
+		if (spec->flags & INSA_PROBE_ABANDON_STATUS) {
+			c.status = spec->abandoned_status;
+			c.no_ret = NO_RET_NO_DURATION;
+			ph = PH_EXIT;
+		}
 	} else if (ph == PH_EXCEPTION) {
 		c.status = spec->exception_status;
 		c.no_ret = 1;
 		STAT_INC(id, exceptions);
 		ph = PH_EXIT;
 	} else {
+		if (ph == PH_TAIL) {
+			c.no_ret = 1;
+			ph = PH_EXIT;
+		}
 		c.status = classify(spec, &c);
 		STAT_INC(id, completed);
 	}
@@ -387,6 +417,37 @@ static __always_inline void reclaim_below(struct insa_frames *fs, __u64 sp, int 
 		fs->depth = d - 1;
 		finish(top, exception ? PH_EXCEPTION : PH_ABANDON, 0, now, tgid);
 	}
+}
+
+/* Finds the open frame of probe `id` among the frames entered at `sp` (the top of
+ * the stack: two probes on one function share an sp, and their exit probes fire in
+ * no set order), swaps it to the top and pops it. Returns it, or NULL. */
+static __always_inline struct insa_frame *take_frame(struct insa_frames *fs, __u64 sp, __u32 id)
+{
+	__u32 d = fs->depth;
+	if (d == 0 || d > INSA_MAX_FRAMES)
+		return NULL;
+	struct insa_frame *top = &fs->f[(d - 1) & (INSA_MAX_FRAMES - 1)];
+	for (int i = 0; i < INSA_MAX_FRAMES; i++) {
+		if (i >= d)
+			break;
+		struct insa_frame *f = &fs->f[(d - 1 - i) & (INSA_MAX_FRAMES - 1)];
+		if (f->sp != sp)
+			break;
+		if (f->probe != id)
+			continue;
+		if (f != top) {
+			__u64 *a = (__u64 *)f, *b = (__u64 *)top;
+			for (int w = 0; w < sizeof(*f) / 8; w++) {
+				__u64 t = a[w];
+				a[w] = b[w];
+				b[w] = t;
+			}
+		}
+		fs->depth = d - 1;
+		return top;
+	}
+	return NULL;
 }
 
 static __always_inline void load_args(struct pt_regs *ctx, __u64 *args)
@@ -423,8 +484,12 @@ int insa_entry(struct pt_regs *ctx)
 		return 0;
 	}
 	__u64 sp = ctx->sp + spec->entry_sp_delta;
-	/* Anything at or below this call's frame is dead (longjmp, lost exit). */
-	reclaim_below(fs, sp, 1, 0, now, tgid);
+	/* Anything below this call's frame is dead (longjmp, lost exit), and so is an
+	 * earlier call of this probe at this very sp. Another probe's frame at this sp
+	 * stays: a second probe on the same function, closed by its own exit probe (or,
+	 * if it is stale, reclaimed by the next entry or exit above it). */
+	reclaim_below(fs, sp, 0, 0, now, tgid);
+	finish(take_frame(fs, sp, id), PH_ABANDON, 0, now, tgid);
 	__u32 d = fs->depth;
 	if (d >= INSA_MAX_FRAMES) {
 		STAT_INC(id, overflow);
@@ -447,6 +512,8 @@ int insa_exit(struct pt_regs *ctx)
 {
 	__u32 id = bpf_get_attach_cookie(ctx);
 	__u64 sp = ctx->sp;
+	int ph = (id & INSA_COOKIE_TAIL) ? PH_TAIL : PH_EXIT;
+	id &= ~INSA_COOKIE_TAIL;
 	if (id & INSA_COOKIE_URET) {
 		id &= ~INSA_COOKIE_URET;
 		sp -= 8; /* the return address has been popped */
@@ -459,18 +526,12 @@ int insa_exit(struct pt_regs *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	reclaim_below(fs, sp, 0, 0, now, tgid);
-	__u32 d = fs->depth;
-	if (d == 0 || d > INSA_MAX_FRAMES) {
+	struct insa_frame *top = take_frame(fs, sp, id);
+	if (!top) {
 		STAT_INC(id, unmatched);
 		return 0;
 	}
-	struct insa_frame *top = &fs->f[(d - 1) & (INSA_MAX_FRAMES - 1)];
-	if (top->sp != sp || top->probe != id) {
-		STAT_INC(id, unmatched);
-		return 0;
-	}
-	fs->depth = d - 1;
-	finish(top, PH_EXIT, (__s64)ctx->ax, now, tgid);
+	finish(top, ph, (__s64)ctx->ax, now, tgid);
 	return 0;
 }
 
@@ -507,6 +568,26 @@ int insa_usdt(struct pt_regs *ctx)
 	return 0;
 }
 
+__noinline int py_reap_process(__u32 tgid);
+
+/* Every exec on the host: userspace keeps those of worker binaries, so a worker
+ * that lives shorter than the /proc scan still counts as started (and restarted). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(insa_task_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct insa_exec_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
+	e->tgid = BPF_CORE_READ(p, tgid);
+	e->pad = 0;
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->pad2 = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(insa_task_exit, struct task_struct *task)
 {
@@ -519,6 +600,7 @@ int BPF_PROG(insa_task_exit, struct task_struct *task)
 	/* The last thread of the group reports the process exit. */
 	if (BPF_CORE_READ(cur, signal, live.counter) != 0)
 		return 0;
+	py_reap_process(tgid);
 	struct insa_exit_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
 	if (!e)
 		return 0;
@@ -1049,5 +1131,49 @@ int insa_py_clear(struct pt_regs *ctx)
 	__u64 ts = py_tstate(L, ctx->ip - L->clear_vaddr, st);
 	__u64 exc = ts ? rd64(ts + L->tstate_exc) : 0;
 	py_finish(L, tgid, frame, 1, 0, 0, 0, exc);
+	return 0;
+}
+
+/* A Python process ended (killed, crashed, exited with calls in flight): its open calls
+ * (functions mid-call, suspended coroutines) are abandoned, so in-flight gauges return
+ * to the truth. Runs once per process exit, only when there are Python probes. */
+struct py_reap_ctx {
+	__u32 tgid;
+	__u32 pad;
+	__u64 now;
+};
+
+static long py_reap_one(struct bpf_map *map, struct insa_py_call_key *key, struct insa_py_call *call,
+			struct py_reap_ctx *rc)
+{
+	if (key->tgid != rc->tgid)
+		return 0;
+	const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &call->target);
+	if (t) {
+		__u32 id = t->spec;
+		const struct insa_probe_spec *spec = bpf_map_lookup_elem(&specs, &id);
+		if (spec) {
+			struct call_ctx c = { .now = rc->now, .tgid = rc->tgid, .probe = id, .duration = rc->now - call->ts };
+			__builtin_memcpy(c.args, call->args, sizeof(c.args));
+			STAT_INC(id, abandoned);
+			int ph = PH_ABANDON;
+			if (spec->flags & INSA_PROBE_ABANDON_STATUS) { /* counted in user metrics too */
+				c.status = spec->abandoned_status;
+				c.no_ret = NO_RET_NO_DURATION;
+				ph = PH_EXIT;
+			}
+			run_actions(spec, ph, &c);
+		}
+	}
+	bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+__noinline int py_reap_process(__u32 tgid)
+{
+	if (!py_ntargets)
+		return 0;
+	struct py_reap_ctx rc = { .tgid = tgid, .now = bpf_ktime_get_ns() };
+	bpf_for_each_map_elem(&py_calls, py_reap_one, &rc, 0);
 	return 0;
 }

@@ -74,6 +74,10 @@ enum insa_cmp {
 
 /* Cookie bit of an exit attached as a uretprobe: rsp there is entry rsp + 8. */
 #define INSA_COOKIE_URET (1u << 31)
+/* Cookie bit of an exit site that is a tail jmp: rax there is not the return value. */
+#define INSA_COOKIE_TAIL (1u << 30)
+/* Probe spec flag: abandoned calls run exit updates with abandoned_status. */
+#define INSA_PROBE_ABANDON_STATUS (1u << 3)
 
 /* Probe spec flags. */
 #define INSA_PROBE_TRACKED (1u << 0) /* entry pushes a frame; exit sites pop it */
@@ -122,7 +126,9 @@ struct insa_probe_spec {
 	__u8 nrules;
 	__u8 default_status;   /* status when no rule matches */
 	__u8 exception_status; /* status of a call left by a C++ exception */
-	__u32 pad;
+	__u8 abandoned_status; /* status of a call that never returned (longjmp, thread/process exit) */
+	__u8 pad8;
+	__u16 pad16;
 	__s64 entry_sp_delta;  /* rsp at entry site + delta == rsp at function entry */
 	struct insa_rule rules[INSA_MAX_RULES];
 	struct insa_action actions[INSA_MAX_ACTIONS];
@@ -172,6 +178,17 @@ struct insa_span_key {
 	__u32 series;
 	__u32 tgid;
 	__s64 id;
+};
+
+/* Ring buffer event: a process exec'd a file. Shares the ring buffer with
+ * insa_exit_event (so a short-lived process's exec is read before its exit) and
+ * is told apart by its size. */
+struct insa_exec_event {
+	__u32 tgid;
+	__u32 pad;
+	__u64 dev; /* kernel dev_t of the file's filesystem: MAJOR << 20 | MINOR */
+	__u64 ino;
+	__u64 pad2;
 };
 
 /* Ring buffer event: a process (thread group) exited. */

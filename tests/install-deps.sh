@@ -6,8 +6,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
       prometheus-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev
       libcapstone-dev libsqlite3-dev sqlite3 prometheus bpftrace curl systemd
-      binutils systemtap-sdt-dev python3 procps psmisc)
+      binutils systemtap-sdt-dev python3 python3.11 procps psmisc)
 missing=()
+# RE2 for label regexes; PostgreSQL 15 for the root test on a binary no one here wrote.
+pkgs+=(libre2-dev postgresql-15 postgresql-client-15)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

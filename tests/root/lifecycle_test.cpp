@@ -282,5 +282,32 @@ TEST(Lifecycle, ReplacedBinaryAttachedAgainWithinFiveSeconds) {
   if (HasFailure()) ADD_FAILURE() << exp.log();
 }
 
+// Workers that live a few milliseconds, far less than the 1 s /proc scan: the exec
+// tracepoint still sees each start, so every successor counts a restart with the exact
+// reason its predecessor ended.
+TEST(Lifecycle, ShortLivedWorkersCountAsStartedAndRestarted) {
+  require_root();
+  const int port = 19423;
+  TempDir dir(port);
+  const std::string bin = dir.path() + "/short_worker";
+  fs::copy_file(binary_dir() + "/tests/fixtures/fixture_c_pie_O2", bin);
+  Exporter exp(dir.write("short.yaml", "metrics:\n  - {name: unused_total, type: counter}\n"
+                                       "workers:\n  - {name: short_worker, type: batch, binary: ./short_worker}\n"
+                                       "probes: []\n"),
+               port);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  // Exit codes 0, 2 (usage error), 0, 2, 0: four restarts, two of each reason.
+  for (int i = 0; i < 5; ++i) {
+    auto [st, out] = run_capture(i % 2 ? std::vector<std::string>{bin} : std::vector<std::string>{bin, "returns", "1"});
+    ASSERT_TRUE(WIFEXITED(st)) << out;
+    ASSERT_EQ(WEXITSTATUS(st), i % 2 ? 2 : 0) << out;
+  }
+  const Samples want{{restarts_key("short_worker", "exit_code_0"), 2}, {restarts_key("short_worker", "exit_code_2"), 2}};
+  Samples s = scrape_until(exp, [&](const Samples& x) { return restarts_of(x) == want; });
+  EXPECT_EQ(restarts_of(s), want) << exp.log();
+  EXPECT_EQ(value(s, "insa_worker_health_status{worker_name=\"short_worker\",worker_type=\"batch\"}"), 0);
+  if (HasFailure()) ADD_FAILURE() << exp.log();
+}
+
 }  // namespace
 }  // namespace insa::testing

@@ -29,8 +29,10 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kVariants{"pie_O0", "pie_O2", "nopie_O0", "nopie_O2"};
-/// C++ only: libstdc++ linked statically, so its catch is inside the binary.
-const std::string kStaticVariant = "static_O2";
+/// C++ only: libstdc++ linked statically, so its catch is inside the binary;
+/// and stripped -O2 -rdynamic, as distributions ship daemons: the throw paths
+/// are unnamed cold parts known only from .eh_frame.
+const std::vector<std::string> kCppVariants{"static_O2", "stripped_O2"};
 const std::vector<double> kDurationLe{0.001, 0.01, 0.1, 1};
 
 /// One probed function; `status` holds YAML status rules (empty: the defaults,
@@ -59,12 +61,17 @@ const std::vector<Scenario> kScenarios{
     {"throw5", "cpp", "throw5", 20, {{"insa_fx::catcher"}, {"insa_fx::descend"}, {"insa_fx::boom"}}},
     {"rethrow", "cpp", "rethrow", 20, {{"insa_fx::catch_rethrow"}, {"insa_fx::rethrower"}, {"insa_fx::boom"}}},
     {"mixed", "cpp", "mixed", 30, {{"insa_fx::maybe_throw"}}},
+    // A throwing member function (stripped: a .dynsym name, an unnamed cold part).
+    {"method", "cpp", "method", 30, {{"insa_fx::Parser::parse"}}},
     {"slow_throw", "cpp", "slow_throw", 6, {{"insa_fx::nap_then_throw"}}},
     {"cpp_kill", "cpp", "block", 3, {{"insa_fx::blocked_call"}}, true},
     // C: several returns (status from $ret at each return site), tail calls, recursion.
     {"returns", "c", "returns_status", 50, {{"several_returns", kRetStatus}}},
     {"tail", "c", "tail", 30, {{"tail_caller"}, {"tail_callee"}}},
     {"indirect_tail", "c", "indirect", 30, {{"indirect_tail"}, {"tail_callee"}}},
+    // rax is -7 at fx_tail_neg's tail jmp, but its return value is tail_callee's (>= 0): a
+    // rule on $ret is skipped at a tail-jmp exit, so the status is the default.
+    {"tail_no_ret", "c", "tail_neg", 30, {{"fx_tail_neg", "[{if: \"ret:i32 < 0\", then: error}, {else: success}]"}}},
     {"recurse", "c", "recurse", 10, {{"recurse"}}},
     {"slow", "c", "slow", 6, {{"slow_call"}}},
     // Calls that never return: reclaimed, counted as abandoned.
@@ -185,13 +192,15 @@ std::string describe_status(int st) {
 using Param = std::tuple<size_t, size_t>;  // scenario index, variant index
 
 class NoHarmMatrix : public ::testing::TestWithParam<Param> {};
+std::vector<Param> matrix();
 
 TEST_P(NoHarmMatrix, SameBehaviourAndExactCounts) {
   require_root();
   const auto [si, vi] = GetParam();
   const Scenario& sc = kScenarios[si];
-  const std::string& variant = vi < kVariants.size() ? kVariants[vi] : kStaticVariant;
-  const int port = 19500 + static_cast<int>(si * (kVariants.size() + 1) + vi);
+  const std::string& variant = vi < kVariants.size() ? kVariants[vi] : kCppVariants[vi - kVariants.size()];
+  const auto all = matrix();
+  const int port = 19500 + static_cast<int>(std::find(all.begin(), all.end(), GetParam()) - all.begin());
   ASSERT_LT(port, 19600);
   TempDir dir("/tmp/insa-noharm-" + std::to_string(port));
   // A private copy: probes attach by binary, so other tests running the shared
@@ -280,12 +289,13 @@ TEST_P(NoHarmMatrix, SameBehaviourAndExactCounts) {
   if (HasFailure()) std::cerr << "exporter log (" << fixture << " " << sc.mode << "):" << log << "\n";
 }
 
-/// Every scenario in every variant; C++ scenarios also with static libstdc++.
+/// Every scenario in every variant; C++ scenarios also with static libstdc++ and stripped.
 std::vector<Param> matrix() {
   std::vector<Param> out;
   for (size_t si = 0; si < kScenarios.size(); ++si) {
     for (size_t vi = 0; vi < kVariants.size(); ++vi) out.emplace_back(si, vi);
-    if (kScenarios[si].lang == "cpp") out.emplace_back(si, kVariants.size());
+    if (kScenarios[si].lang == "cpp")
+      for (size_t k = 0; k < kCppVariants.size(); ++k) out.emplace_back(si, kVariants.size() + k);
   }
   return out;
 }
@@ -294,8 +304,119 @@ INSTANTIATE_TEST_SUITE_P(NoHarm, NoHarmMatrix, ::testing::ValuesIn(matrix()),
                          [](const ::testing::TestParamInfo<Param>& i) {
                            const size_t vi = std::get<1>(i.param);
                            return kScenarios[std::get<0>(i.param)].test + "_" +
-                                  (vi < kVariants.size() ? kVariants[vi] : kStaticVariant);
+                                  (vi < kVariants.size() ? kVariants[vi] : kCppVariants[vi - kVariants.size()]);
                          });
+
+// ---- two probes on one function -------------------------------------------------
+
+struct TwoProbes {
+  std::string lang, variant, mode;
+  int n;
+  std::string fn;
+};
+
+// Both probes see every entry and every exit (each probe pairs its own frame, in
+// whatever order the kernel runs the two exit probes), through returns, recursion,
+// tail calls and C++ exceptions.
+TEST(NoHarmTwoProbes, EachProbeOnOneFunctionCountsEveryCall) {
+  require_root();
+  const std::vector<TwoProbes> cases{
+      {"cpp", "pie_O2", "mixed", 30, "insa_fx::maybe_throw"},
+      {"cpp", "stripped_O2", "throw5", 10, "insa_fx::descend"},
+      {"c", "pie_O2", "recurse", 10, "recurse"},
+      {"c", "nopie_O2", "tail", 20, "tail_caller"},
+  };
+  int port = 19620;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.fn + " in " + c.lang + "_" + c.variant);
+    TempDir dir("/tmp/insa-noharm-two-" + std::to_string(port));
+    const std::string bin = dir.path + "/fixture";
+    std::error_code ec;
+    fs::copy_file(binary_dir() + "/tests/fixtures/fixture_" + c.lang + "_" + c.variant, bin, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    std::ostringstream y;
+    y << "metrics:\n  - name: calls_total\n    type: counter\n    labels: [probe, status]\nprobes:\n";
+    for (const char* name : {"first", "second"})
+      y << "  - name: " << name << "\n    binary: " << bin << "\n    function: \"" << c.fn << "\"\n"
+        << "    metrics: [{metric: calls_total, labels: {probe: " << name << ", status: $status}}]\n";
+    const std::string config = dir.path + "/two.yaml";
+    write_file(config, y.str());
+    const std::vector<std::string> argv{bin, c.mode, std::to_string(c.n)};
+    auto plain = run_capture(argv);
+    ASSERT_EQ(plain.first, 0) << plain.second;
+    const Expected want = parse_truth(plain.second);
+    ASSERT_TRUE(want.calls.count(c.fn)) << plain.second;
+
+    Exporter exp(config, port++);
+    ASSERT_TRUE(exp.wait_ready()) << exp.log();
+    auto traced = run_capture(argv);
+    EXPECT_EQ(traced, plain);
+    const Samples got = exp.scrape();
+    for (const std::string name : {"first", "second"}) {
+      SCOPED_TRACE(name);
+      std::map<std::string, double> got_calls;
+      const std::string prefix = "calls_total{probe=\"" + name + "\",status=\"";
+      for (const auto& [k, v] : got)
+        if (k.rfind(prefix, 0) == 0 && v != 0) got_calls[k.substr(prefix.size(), k.size() - prefix.size() - 2)] = v;
+      EXPECT_EQ(got_calls, want.calls.at(c.fn));
+      const std::string pl = "{probe=\"" + name + "\"}";
+      EXPECT_EQ(value_or0(got, "insa_exporter_unmatched_exits_total" + pl), 0);
+      EXPECT_EQ(value_or0(got, "insa_exporter_abandoned_calls_total" + pl), 0);
+    }
+    if (HasFailure()) std::cerr << exp.log() << "\n";
+  }
+}
+
+// ---- calls that never return, in user metrics -----------------------------------
+
+// With `abandoned_status: error`, a call left by longjmp (or whose thread ends inside
+// it) counts in the user's status-labelled counter, exactly once; it observes no
+// duration (its end is not known) and the in-flight gauge returns to 0.
+TEST(NoHarmAbandoned, AbandonedStatusCountsInUserMetrics) {
+  require_root();
+  struct Case {
+    std::string mode, fn;
+    int n;
+  };
+  int port = 19624;
+  for (const Case& c : {Case{"longjmp", "long_jumper", 12}, Case{"thread_exit", "thread_exiter", 5}}) {
+    SCOPED_TRACE(c.mode);
+    TempDir dir("/tmp/insa-noharm-abandoned-" + std::to_string(port));
+    const std::string bin = dir.path + "/fixture";
+    std::error_code ec;
+    fs::copy_file(binary_dir() + "/tests/fixtures/fixture_c_pie_O2", bin, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    const std::string config = dir.path + "/abandoned.yaml";
+    write_file(config, "metrics:\n"
+                       "  - name: calls_total\n    type: counter\n    labels: [status]\n"
+                       "  - name: call_duration_seconds\n    type: histogram\n    buckets: [0.001, 1]\n"
+                       "  - name: inflight_calls\n    type: gauge\n"
+                       "probes:\n  - name: p\n    binary: " + bin + "\n    function: " + c.fn + "\n"
+                       "    abandoned_status: error\n"
+                       "    metrics:\n"
+                       "      - {metric: calls_total, labels: {status: $status}}\n"
+                       "      - {metric: call_duration_seconds, observe: $duration}\n"
+                       "      - {metric: inflight_calls, inflight: true}\n");
+    const std::vector<std::string> argv{bin, c.mode, std::to_string(c.n)};
+    auto plain = run_capture(argv);
+    ASSERT_EQ(plain.first, 0) << plain.second;
+    const Expected want = parse_truth(plain.second);
+    ASSERT_EQ(want.abandoned.count(c.fn), 1u) << plain.second;
+    ASSERT_EQ(want.abandoned.at(c.fn), c.n);
+    Exporter exp(config, port++);
+    ASSERT_TRUE(exp.wait_ready()) << exp.log();
+    auto traced = run_capture(argv);
+    EXPECT_EQ(traced, plain);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const Samples got = exp.scrape();
+    EXPECT_EQ(value_or0(got, "calls_total{status=\"error\"}"), c.n) << exp.log();
+    EXPECT_EQ(value_or0(got, "calls_total{status=\"success\"}"), 0);
+    EXPECT_EQ(value_or0(got, "call_duration_seconds_count"), 0);
+    EXPECT_EQ(value_or0(got, "inflight_calls"), 0);
+    EXPECT_EQ(value_or0(got, "insa_exporter_abandoned_calls_total{probe=\"p\"}"), c.n);
+    EXPECT_EQ(value_or0(got, "insa_exporter_unmatched_exits_total{probe=\"p\"}"), 0);
+  }
+}
 
 // ---- insa-exporter check ------------------------------------------------------
 
@@ -411,6 +532,78 @@ TEST(NoHarmCheck, ReportsReturnSitesPerProbeAsObjdumpCounts) {
     EXPECT_EQ(want.at("c:die_now"), 0u);  // noreturn: entry only, reclaimed at exit
     EXPECT_EQ(want.at("c:nop5_entry"), 1u);
   }
+}
+
+// A stripped -O2 -rdynamic C++ build: the throw paths are unnamed cold parts (only
+// .eh_frame knows them); `check` counts the same return sites as objdump on the
+// unstripped build of the same source, marks unnamed cold exits, and says how each
+// probe's exit is seen. A uretprobe there is refused on one line, naming the reason.
+TEST(NoHarmCheck, StrippedCxxExitMethodAndUretprobeRefusal) {
+  require_root();
+  TempDir dir("/tmp/insa-noharm-check-stripped");
+  const std::string stripped = binary_dir() + "/tests/fixtures/fixture_cpp_stripped_O2";
+  const std::string named = binary_dir() + "/tests/fixtures/fixture_cpp_pie_O2";
+  const std::vector<CheckFn> fns{
+      {"cpp", "insa_fx::boom", "_ZN7insa_fx4boomEi"},
+      {"cpp", "insa_fx::maybe_throw", "_ZN7insa_fx11maybe_throwEi"},
+      {"cpp", "insa_fx::catcher", "_ZN7insa_fx7catcherEi"},
+      {"cpp", "insa_fx::rethrower", "_ZN7insa_fx9rethrowerEi"},
+      {"cpp", "insa_fx::nap_then_throw", "_ZN7insa_fx14nap_then_throwEi"},
+      {"cpp", "insa_fx::Parser::parse", "_ZN7insa_fx6Parser5parseEi"},
+  };
+  std::ostringstream y;
+  y << "metrics:\n  - name: calls_total\n    type: counter\n    labels: [probe, status]\nprobes:\n";
+  std::map<std::string, size_t> want;
+  for (const auto& f : fns) {
+    want[f.name] = objdump_exits(named, f.mangled);
+    y << "  - name: \"" << f.name << "\"\n    binary: " << stripped << "\n    function: \"" << f.name << "\"\n"
+      << "    metrics: [{metric: calls_total, labels: {probe: x, status: $status}}]\n";
+  }
+  const std::string config = dir.path + "/stripped.yaml";
+  write_file(config, y.str());
+  RunResult r = run_split({binary_dir() + "/insa-exporter", "check", config}, dir.path);
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out << r.err;
+  std::map<std::string, size_t> got;
+  static const std::regex line_re("^probe (\\S+)\\s+.*, ([0-9]+) return sites?$");
+  std::istringstream in(r.out);
+  std::string line;
+  size_t methods = 0;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, line_re)) got[m[1].str()] = std::stoul(m[2].str());
+    if (line == "      exit: return sites (default: probes on the function's own ret and tail-jmp instructions; C++ "
+                "exceptions closed at the catch)")
+      ++methods;
+  }
+  EXPECT_EQ(got, want) << r.out;
+  EXPECT_EQ(methods, fns.size()) << r.out;
+  EXPECT_EQ(r.out.find("tail-jmp (cold"), std::string::npos) << r.out;  // jumps into cold parts are not exits
+
+  // exit: uretprobe on the stripped C++ binary: refused where 'exit:' is written.
+  const std::string ur = dir.path + "/uret.yaml";
+  write_file(ur, "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+                 "  - name: mt\n    binary: " + stripped + "\n    function: insa_fx::maybe_throw\n"
+                 "    exit: uretprobe\n"
+                 "    metrics: [{metric: calls_total, labels: {status: $status}}]\n");
+  r = run_split({binary_dir() + "/insa-exporter", "check", ur}, dir.path);
+  ASSERT_TRUE(WIFEXITED(r.status)) << r.err;
+  EXPECT_EQ(WEXITSTATUS(r.status), 1) << r.out << r.err;
+  EXPECT_EQ(r.err, "insa-exporter: " + ur + ":9:11: 'exit: uretprobe' refused for probe 'mt': '" + stripped +
+                       "' needs libstdc++.so.6 (C++ code), and a C++ exception unwinding through a uretprobe's "
+                       "return trampoline ends in std::terminate; remove 'exit:' (return sites, the default, follow "
+                       "exceptions)\n");
+  // On C code it is allowed, and check says why.
+  const std::string c_ur = dir.path + "/c_uret.yaml";
+  write_file(c_ur, "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+                   "  - name: sr\n    binary: " + binary_dir() + "/tests/fixtures/fixture_c_pie_O2" +
+                   "\n    function: several_returns\n    exit: uretprobe\n"
+                   "    metrics: [{metric: calls_total, labels: {status: $status}}]\n");
+  r = run_split({binary_dir() + "/insa-exporter", "check", c_ur}, dir.path);
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\n      exit: uretprobe ('exit: uretprobe'; allowed: C code, no C++ runtime in the binary "
+                       "and no exception tables at the function)\n"),
+            std::string::npos)
+      << r.out;
 }
 
 struct Refusal {

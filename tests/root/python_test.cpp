@@ -172,6 +172,95 @@ TEST_P(PythonProbe, ProcessStartedLaterExact) {
   EXPECT_NE(exp.log().find("for every process that runs it"), std::string::npos) << exp.log();
 }
 
+// A process that forks: parent and child are both counted, each exactly (hooks on the
+// interpreter file, so the child is seen from its first instruction).
+TEST_P(PythonProbe, ForkedProcessCountedInBoth) {
+  require_root();
+  const auto& in = GetParam();
+  const std::string tag = std::string(in.name) + "-fork";
+  const std::string truth = "/tmp/insa-py-truth-" + tag;
+  std::remove(truth.c_str());
+  std::remove((truth + ".child").c_str());
+  Exporter exp(make_config(tag, in.python), 19741 + static_cast<int>(in.name[7] - '0'));
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  auto [st, out] = run_capture({in.python, worker(), "--seed", "4", "--requests", "15", "--fork", "--truth", truth});
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
+  ASSERT_NE(out.find("(child)"), std::string::npos) << out;
+  // Truth files add up: the parent's and the child's own accounting.
+  expect_truth(exp.scrape(), read_truth({truth, truth + ".child"}), exp.log());
+}
+
+// The exporter killed (SIGKILL) and started again while the worker runs, with calls and
+// coroutines in flight under both mechanisms: the worker finishes unharmed, with the
+// output it has without any exporter.
+TEST_P(PythonProbe, WorkerSurvivesTheExporterDyingMidCall) {
+  require_root();
+  const auto& in = GetParam();
+  const std::string tag = std::string(in.name) + "-kill";
+  auto run = [&](bool with_exporters) {
+    const std::string truth = "/tmp/insa-py-truth-" + tag + (with_exporters ? "-b" : "-a");
+    std::remove(truth.c_str());
+    const std::string wlog = "/tmp/insa-py-worker-" + tag + ".log";
+    std::remove(wlog.c_str());
+    Child w = Child::spawn({in.python, worker(), "--seed", "6", "--threads", "3", "--requests", "60", "--records",
+                            "300", "--rounds", "40", "--truth", truth},
+                           wlog);
+    for (int round = 0; with_exporters && round < 3; ++round) {
+      Exporter e(make_config(tag + std::to_string(round), "", round % 2 ? "python_call.yaml" : "python.yaml"),
+                 19751 + static_cast<int>(in.name[7] - '0') + 3 * round);
+      EXPECT_TRUE(e.wait_ready()) << e.log();
+      EXPECT_TRUE(eventually([&] { return e.log().find("python: hooked pid " + std::to_string(w.pid())) != std::string::npos; }, 10))
+          << e.log();
+      EXPECT_TRUE(eventually([&] { return e.scrape()["insa_exporter_probe_events_total{probe=\"" +
+                                                     std::string(round % 2 ? "py_fib" : "py_request") + "\"}"] > 0; }, 10))
+          << "the worker ended before round " << round << ": make it longer";
+      e.child().signal(SIGKILL);
+      e.child().wait();
+    }
+    EXPECT_TRUE(!with_exporters || w.running()) << "the worker ended before the exporters were killed: make it longer";
+    int st = w.wait();
+    std::vector<std::string> lines;
+    std::istringstream is(read_file(truth));
+    for (std::string line; std::getline(is, line);)
+      if (line.rfind("observe insa_py_request_duration", 0) != 0) lines.push_back(line);
+    std::sort(lines.begin(), lines.end());
+    return std::make_tuple(st, read_file(wlog), lines);
+  };
+  auto without = run(false);
+  auto with = run(true);
+  EXPECT_TRUE(WIFEXITED(std::get<0>(with)) && WEXITSTATUS(std::get<0>(with)) == 0) << std::get<1>(with);
+  EXPECT_EQ(std::get<0>(with), std::get<0>(without));
+  EXPECT_EQ(std::get<1>(with), std::get<1>(without));
+  EXPECT_EQ(std::get<2>(with), std::get<2>(without));
+}
+
+// A worker killed with requests in flight: the in-flight gauge counts them while they
+// run and returns to 0 when the process dies; they are counted as abandoned calls.
+TEST_P(PythonProbe, KilledWorkerInFlightCallsReclaimed) {
+  require_root();
+  const auto& in = GetParam();
+  const std::string tag = std::string(in.name) + "-hang";
+  const std::string go = "/tmp/insa-py-go-" + tag, wlog = "/tmp/insa-py-worker-" + tag + ".log";
+  std::remove(go.c_str());
+  std::remove(wlog.c_str());
+  Child w = Child::spawn({in.python, worker(), "--go", go, "--hang", "4"}, wlog);
+  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("waiting") != std::string::npos; }, 20)) << read_file(wlog);
+  Exporter exp(make_config(tag, ""), 19781 + static_cast<int>(in.name[7] - '0'));
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  const pid_t pid = w.pid();
+  ASSERT_TRUE(eventually([&] { return exp.log().find("python: hooked pid " + std::to_string(pid)) != std::string::npos; }, 10))
+      << exp.log();
+  touch(go);
+  ASSERT_TRUE(eventually([&] { return read_file(wlog).find("hanging 4") != std::string::npos; }, 20)) << read_file(wlog);
+  EXPECT_EQ(exp.scrape().at("insa_py_active_requests"), 4);
+  w.signal(SIGKILL);
+  w.wait();
+  ASSERT_TRUE(eventually([&] { return exp.scrape()["insa_py_active_requests"] == 0; }, 5)) << exp.log();
+  Samples got = exp.scrape();
+  EXPECT_EQ(got.at("insa_exporter_abandoned_calls_total{probe=\"py_request\"}"), 4);
+  EXPECT_EQ(got.at("insa_exporter_probe_events_total{probe=\"py_request\"}"), 4);
+}
+
 // The worker's output, exit status and own accounting are the same with and without
 // the exporter attached.
 TEST_P(PythonProbe, WorkerUnchangedByTheExporter) {

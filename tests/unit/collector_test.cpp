@@ -137,7 +137,7 @@ struct World {
     code.value_map = {{0, "ok"}, {1, "retry"}};
     code.map_default = "other_code";
     auto model = str("model", 0, 64);
-    model.regex.emplace("model=([a-z0-9-]+)", std::regex::ECMAScript | std::regex::icase);
+    model.regex.emplace("model=([a-z0-9-]+)");
     plan.series = {
         series(kRequests, {str("agent_type", 0, 32), status("status", 32)}),  // 0
         series(kDuration, {str("agent_type", 0, 32)}, 1e-9),                  // 1
@@ -603,13 +603,13 @@ TEST(DecodeLabel, Regex) {
   insa_key k{};
   put_str(k, 0, "POST /api/Users/42");
   auto d = str("route", 0, 64);
-  d.regex.emplace("/api/([a-z]+)", std::regex::ECMAScript | std::regex::icase);
+  d.regex.emplace("/api/([a-z]+)");
   EXPECT_EQ(Collector::decode_label(d, k, {}), "users");
   auto whole = str("route", 0, 64);
-  whole.regex.emplace("[A-Z]+", std::regex::ECMAScript);  // no group: the whole match, lower-cased
+  whole.regex.emplace("[A-Z]+", true);  // no group: the whole match, lower-cased
   EXPECT_EQ(Collector::decode_label(whole, k, {}), "post");
   auto miss = str("route", 0, 64);
-  miss.regex.emplace("/v2/(\\w+)", std::regex::ECMAScript);
+  miss.regex.emplace("/v2/(\\w+)", true);
   EXPECT_EQ(Collector::decode_label(miss, k, {}), "unknown");
   miss.map_default = "v1";
   EXPECT_EQ(Collector::decode_label(miss, k, {}), "v1");

@@ -375,10 +375,7 @@ TEST(ConfigFull, RegexLabelAndSpans) {
   EXPECT_EQ(l.regex_src, "model=([a-z0-9-]+)");
   EXPECT_TRUE(l.drop_unmatched);
   ASSERT_TRUE(l.regex.has_value());
-  std::smatch m;
-  std::string s = "call MODEL=gpt-4o now";
-  ASSERT_TRUE(std::regex_search(s, m, *l.regex));  // case-insensitive
-  EXPECT_EQ(m[1].str(), "gpt-4o");
+  EXPECT_EQ(l.regex->extract("call MODEL=gpt-4o now"), "gpt-4o");  // case-insensitive
 
   const auto& begin = model.updates[1];
   EXPECT_EQ(begin.op, UpdateOp::SpanBegin);
@@ -470,7 +467,7 @@ TEST(ConfigErrors, UnknownKeyInProbe) {
 )";
   EXPECT_EQ(error_of(t), msg(t, "retrun",
                              "unknown key 'retrun' in a probe (allowed: name, binary, pid, function, usdt, offset, exit, "
-                             "status, exception_status, metrics)"));
+                             "status, exception_status, abandoned_status, metrics, python)"));
 }
 
 TEST(ConfigErrors, UnknownKeyInUpdate) {
@@ -532,11 +529,13 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(error_of(probe), msg(probe, "just", "a probe must be a mapping"));
 
   const std::string pid = kMetrics + "  - name: a\n    binary: b\n    pid: abc\n    function: f\n    metrics: [{metric: insa_plain_total}]\n";
-  EXPECT_EQ(error_of(pid), msg(pid, "abc", "'pid' must be an integer, got 'abc'"));
+  EXPECT_EQ(error_of(pid), msg(pid, "abc", "'pid' must be a process ID in decimal, 1 to 4194304, got 'abc'"));
   const std::string bin = kMetrics + "  - name: a\n    binary: [x]\n    function: f\n    metrics: [{metric: insa_plain_total}]\n";
   EXPECT_EQ(error_of(bin), msg(bin, "[x]", "'binary' must be a string"));
   const std::string off = kMetrics + "  - name: a\n    binary: b\n    offset: 12x\n    metrics: [{metric: insa_plain_total}]\n";
-  EXPECT_EQ(error_of(off), msg(off, "12x", "'offset' must be an integer, got '12x'"));
+  EXPECT_EQ(error_of(off), msg(off, "12x",
+                               "'offset' must be a file offset above 0 in decimal or 0x-hex (see insa-exporter "
+                               "list-probes), got '12x'"));
   const std::string bucket = "metrics:\n  - name: h\n    type: histogram\n    buckets: [1, two]\nprobes: []\n";
   EXPECT_EQ(error_of(bucket), msg(bucket, "two", "a bucket bound must be a number, got 'two'"));
   const std::string inf = "metrics:\n  - name: h\n    type: histogram\n    buckets: [1, inf]\nprobes: []\n";
@@ -760,14 +759,15 @@ TEST(ConfigErrors, BadRegex) {
         labels:
           worker_name: {value: $arg1:str32, regex: "([a-z"}
 )");
-  std::string what;
-  try {
-    std::regex re("([a-z", std::regex::ECMAScript | std::regex::icase);
-  } catch (const std::regex_error& e) {
-    what = e.what();
-  }
-  ASSERT_FALSE(what.empty());
-  EXPECT_EQ(error_of(t), msg(t, "\"([a-z\"", "invalid regex '([a-z': " + what));
+  EXPECT_EQ(error_of(t), msg(t, "\"([a-z\"", "invalid regex '([a-z': missing ]: [a-z (RE2 syntax)"));
+  // Backreferences need backtracking: RE2 refuses them.
+  const std::string backref = with_update(R"(      - metric: insa_active
+        inflight: true
+        labels:
+          worker_name: {value: $arg1:str32, regex: "(a)\\1"}
+)");
+  EXPECT_EQ(error_of(backref),
+            msg(backref, "\"(a)", "invalid regex '(a)\\1': invalid escape sequence: \\1 (RE2 syntax)"));
 
   const std::string on_int = with_update(R"yaml(      - metric: insa_active
         inflight: true
@@ -1128,6 +1128,65 @@ workers:
   const std::string none = base + "  - {name: bus, type: bus}\n";
   EXPECT_EQ(error_of(none), msg(none, "{name: bus", "a worker needs 'binary' (its executable) or 'script' (the main "
                                                     "script of a Python worker, e.g. worker.py)"));
+}
+
+}  // namespace
+}  // namespace insa::config
+
+namespace insa::config {
+namespace {
+
+TEST(ConfigErrors, PidIsDecimalAndInRange) {
+  auto probe = [](const std::string& pid) {
+    return kMetrics + "  - name: a\n    binary: b\n    pid: " + pid + "\n    function: f\n    metrics: [{metric: insa_plain_total}]\n";
+  };
+  for (const std::string bad : {"010", "0", "-1", "0x10", "4194305", "4294967297", "99999999999", "1.5", "+5"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(error_of(probe(bad)),
+              "probes.yaml:17:10: 'pid' must be a process ID in decimal, 1 to 4194304, got '" + bad + "'");
+  }
+  for (const auto& [text, want] : std::vector<std::pair<std::string, int>>{{"10", 10}, {"4194304", 4194304}}) {
+    auto c = parse_config(probe(text), kFile);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->probes.at(0).pid, want);
+  }
+}
+
+TEST(ConfigErrors, OffsetIsAboveZeroDecimalOrHex) {
+  auto probe = [](const std::string& off) {
+    return kMetrics + "  - name: a\n    binary: b\n    offset: " + off + "\n    metrics: [{metric: insa_plain_total}]\n";
+  };
+  for (const std::string bad : {"0", "-1", "0x0", "010", "0x", "0x1g", "18446744073709551616", "0x10000000000000000"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(error_of(probe(bad)),
+              "probes.yaml:17:13: 'offset' must be a file offset above 0 in decimal or 0x-hex (see insa-exporter "
+              "list-probes), got '" + bad + "'");
+  }
+  for (const auto& [text, want] : std::vector<std::pair<std::string, uint64_t>>{
+           {"4640", 4640}, {"0x1220", 0x1220}, {"0XfFfFfFfFfFfFfFfF", ~uint64_t{0}}}) {
+    auto c = parse_config(probe(text), kFile);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->probes.at(0).offset, want);
+  }
+}
+
+}  // namespace
+}  // namespace insa::config
+
+namespace insa::config {
+namespace {
+
+TEST(Config, AbandonedStatus) {
+  const std::string ok = kMetrics + "  - name: a\n    binary: b\n    function: f\n    abandoned_status: aborted\n"
+                                    "    metrics: [{metric: insa_requests_total, labels: {agent_type: x, status: $status}}]\n";
+  auto c = parse_config(ok, kFile);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->probes.at(0).abandoned_status, "aborted");
+  const std::string entry_only = kMetrics + "  - name: a\n    binary: b\n    function: f\n    abandoned_status: aborted\n"
+                                            "    metrics: [{metric: insa_plain_total}]\n";
+  EXPECT_EQ(error_of(entry_only),
+            "probes.yaml:18:23: 'abandoned_status' needs a probe whose calls are followed to their end: an update at "
+            "exit, e.g. labels {status: $status}");
 }
 
 }  // namespace

@@ -205,7 +205,8 @@ std::string refusal(const std::string& fn) {
 TEST(Refusal, Reasons) {
   std::string path = fixture("fixture_c_pie_O2");
   std::string tail =
-      "; not probing it (use a uretprobe opt-in or a raw offset)";
+      "; not probing it (probe a caller, count calls at entry only, or use "
+      "'exit: uretprobe' (C code))";
   auto f = ElfFile::open(path);
   ASSERT_TRUE(f.ok());
   auto bad = f->find_function("fx_bad_bytes");
@@ -231,13 +232,45 @@ TEST(Refusal, Reasons) {
   EXPECT_NE(refusal("fx_computed_goto").find("takes addresses of its own code"),
             std::string::npos);
 
-  Symbol empty = *f->find_function("tail_caller");
+  // A symbol without a size takes the size of the FDE that starts at it...
+  const Symbol sized = *f->find_function("tail_caller");
+  Symbol empty = sized;
   empty.size = 0;
   auto c = analyze_function(*f, empty);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  auto want = analyze_function(*f, sized);
+  ASSERT_TRUE(want.ok());
+  ASSERT_EQ(c->exits.size(), want->exits.size());
+  for (size_t i = 0; i < c->exits.size(); ++i)
+    EXPECT_EQ(c->exits[i].vaddr, want->exits[i].vaddr);
+  EXPECT_EQ(c->ranges.front().size, sized.size);
+  // ...and without one there is no extent.
+  empty.vaddr += 1;
+  c = analyze_function(*f, empty);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().message,
             "cannot find the exits of 'tail_caller' in '" + path +
-                "': the symbol has size 0 (no extent to decode)" + tail);
+                "': the symbol has size 0 and no .eh_frame FDE starts at it "
+                "(no extent to decode)" +
+                tail);
+}
+
+TEST(Refusal, CxxCodeIsNeverPointedAtAUretprobe) {
+  std::string path = fixture("fixture_cpp_pie_O2");
+  auto f = ElfFile::open(path);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->cxx_runtime(), "needs libstdc++.so.6");
+  Symbol s = *f->find_function("insa_fx::boom");
+  s.vaddr += 1;
+  s.size = 0;
+  auto c = analyze_function(*f, s);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message,
+            "cannot find the exits of '" + s.demangled + "' in '" + path +
+                "': the symbol has size 0 and no .eh_frame FDE starts at it "
+                "(no extent to decode); not probing it (probe a caller, or "
+                "count calls at entry only)");
+  EXPECT_EQ(c.error().message.find("uretprobe"), std::string::npos);
 }
 
 bool emulated(std::initializer_list<uint8_t> bytes) {

@@ -3,6 +3,7 @@
 // restart counting from observe/exited events, " (deleted)" binaries, a /proc
 // scan over a fake proc root made of `exe` symlinks, and the families.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -332,6 +333,39 @@ TEST(Lifecycle, PythonWorkerWithInterpreterBinary) {
   EXPECT_EQ(l.observe(2, "/opt/pyenv/bin/python3.12", "/srv/agent_message_bus.py"), -1);
   EXPECT_EQ(l.observe(3, "/usr/bin/python3.11", "/srv/other.py"), -1);
   EXPECT_EQ(l.observe(4, "/usr/bin/python3.11"), -1);
+}
+
+}  // namespace
+}  // namespace insa::process
+
+namespace insa::process {
+namespace {
+
+// Exec events name the file by device and inode: a worker living shorter than the
+// scan is still seen starting, and its successors count restarts.
+TEST(Lifecycle, ExecEventsOfShortLivedWorkers) {
+  const fs::path dir = fs::temp_directory_path() / ("insa-lc-exec-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string bin = (dir / "worker").string(), other = (dir / "other").string();
+  for (const auto& f : {bin, other}) std::ofstream(f) << "x";
+  struct stat w {}, o {};
+  ASSERT_EQ(stat(bin.c_str(), &w), 0);
+  ASSERT_EQ(stat(other.c_str(), &o), 0);
+  Lifecycle lc({{"short", "batch", "./worker", {}}}, {bin});
+  lc.started(100, w.st_dev, w.st_ino);
+  EXPECT_EQ(lc.snapshot()[0].pids, (std::set<uint32_t>{100}));
+  lc.exited(100, 0);
+  lc.started(101, o.st_dev, o.st_ino);  // another file: not this worker
+  lc.started(102, w.st_dev, w.st_ino);
+  lc.exited(102, 2 << 8);
+  lc.started(103, w.st_dev, w.st_ino);
+  lc.exited(103, SIGKILL);
+  const auto s = lc.snapshot()[0];
+  EXPECT_TRUE(s.pids.empty());
+  EXPECT_EQ(s.restarts, (std::map<std::string, uint64_t>{{"exit_code_0", 1}, {"exit_code_2", 1}}));
+  EXPECT_EQ(s.pending, (std::deque<std::string>{"SIGKILL"}));
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -5,8 +5,10 @@
 // reads, the attach points, and the one-line errors naming probes.yaml:line:col.
 // Exit sites are cross-checked against objdump.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -17,6 +19,7 @@
 #include "attach/plan.h"
 #include "config/config.h"
 #include "elf/elf_file.h"
+#include "elf/return_sites.h"
 
 namespace insa::plan {
 namespace {
@@ -329,6 +332,7 @@ probes:
 
 TEST(Plan, UntrackedProbeIsOneEntryPoint) {
   REQUIRE_BINARIES();
+  // A PID must name a live process other than the exporter: our parent.
   const std::string yaml = R"yaml(metrics:
   - name: calls_total
     type: counter
@@ -336,7 +340,7 @@ TEST(Plan, UntrackedProbeIsOneEntryPoint) {
 probes:
   - name: calls
     binary: workers/request_worker
-    pid: 4242
+    pid: )yaml" + std::to_string(getppid()) + R"yaml(
     function: _ZN9insa_demo14handle_requestElPKcl
     metrics:
       - metric: calls_total
@@ -374,7 +378,7 @@ probes:
   ASSERT_EQ(pp.points.size(), 1u);
   EXPECT_EQ(pp.points[0].role, Role::Entry);
   EXPECT_EQ(pp.points[0].offset, sym->file_offset);
-  EXPECT_EQ(pp.points[0].pid, 4242);
+  EXPECT_EQ(pp.points[0].pid, getppid());
   EXPECT_EQ(pp.points[0].cookie, 0u);
 }
 
@@ -705,8 +709,18 @@ TEST(PlanErrors, MissingUsdt) {
                                         canon + " (run: insa-exporter list-probes " + canon + ")");
 }
 
-TEST(PlanErrors, TrackedRawOffsetNeedsUretprobe) {
+TEST(PlanErrors, TrackedRawOffsetNeedsAFunction) {
   REQUIRE_BINARIES();
+  // 0x3c20: an instruction start inside request_worker's code (checked below).
+  auto worker = elf::ElfFile::open(kWorker);
+  ASSERT_TRUE(worker.ok());
+  auto fn = worker->find_function("_ZN9insa_demo14handle_requestElPKcl");
+  ASSERT_TRUE(fn.ok());
+  const std::string off = "0x" + [&] {
+    char b[32];
+    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(fn->file_offset));
+    return std::string(b);
+  }();
   const std::string yaml = R"yaml(metrics:
   - name: d_seconds
     type: histogram
@@ -714,26 +728,56 @@ TEST(PlanErrors, TrackedRawOffsetNeedsUretprobe) {
 probes:
   - name: p
     binary: workers/request_worker
-    offset: 0x3c20
+    offset: )yaml" + off + R"yaml(
     metrics: [{metric: d_seconds, observe: $duration}]
 )yaml";
   auto b = build(yaml);
   ASSERT_FALSE(b.plan.ok());
+  // C++ code: the advice never mentions a uretprobe.
   EXPECT_EQ(b.plan.error().message,
-            kConfigFile + ":" + at(yaml, "0x3c20") +
-                ": a raw offset has no known extent, so its return sites cannot be found; use 'function:' or 'exit: "
-                "uretprobe' (C code only)");
-  // With a uretprobe exit it plans: entry at the raw offset.
+            kConfigFile + ":" + at(yaml, off) +
+                ": a raw offset has no known extent, so its return sites cannot be found; use 'function:', or count "
+                "calls at entry only");
+  // A uretprobe on C++ code is refused where 'exit:' is written.
   std::string ur = yaml;
-  ur.replace(ur.find("    offset: 0x3c20\n"), 19, "    offset: 0x3c20\n    exit: uretprobe\n");
-  auto ok = build(ur);
+  ur.replace(ur.find("    offset: " + off + "\n"), 13 + off.size(), "    offset: " + off + "\n    exit: uretprobe\n");
+  auto refused = build(ur);
+  ASSERT_FALSE(refused.plan.ok());
+  EXPECT_EQ(refused.plan.error().message,
+            kConfigFile + ":" + at(ur, "uretprobe") + ": 'exit: uretprobe' refused for probe 'p': '" +
+                fs::canonical(kWorker).string() +
+                "' needs libstdc++.so.6 (C++ code), and a C++ exception unwinding through a uretprobe's return "
+                "trampoline ends in std::terminate; remove 'exit:' (return sites, the default, follow exceptions)");
+
+  // C code: the advice offers the uretprobe, and a uretprobe exit plans (entry at the raw offset).
+  auto cfile = elf::ElfFile::open(kFixtureC);
+  ASSERT_TRUE(cfile.ok());
+  auto cfn = cfile->find_function("several_returns");
+  ASSERT_TRUE(cfn.ok());
+  std::string c = yaml;
+  c.replace(c.find("workers/request_worker"), 22, kFixtureC);
+  c.replace(c.find(off), off.size(), std::to_string(cfn->file_offset));
+  auto cb = build(c);
+  ASSERT_FALSE(cb.plan.ok());
+  EXPECT_NE(cb.plan.error().message.find("use 'function:', or 'exit: uretprobe' (C code), or count calls at entry "
+                                         "only"),
+            std::string::npos)
+      << cb.plan.error().message;
+  c.replace(c.find("    metrics:"), 0, "    exit: uretprobe\n");
+  auto ok = build(c);
   ASSERT_TRUE(ok.plan.ok()) << ok.plan.error().message;
   const auto& pp = ok.plan->probes.at(0);
-  EXPECT_EQ(pp.target, "offset 0x3c20");
+  EXPECT_EQ(pp.target, "offset 0x" + [&] {
+    char b[32];
+    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(cfn->file_offset));
+    return std::string(b);
+  }() + " (several_returns: " + pp.target.substr(pp.target.find(": ") + 2));
+  EXPECT_EQ(pp.target.rfind(")"), pp.target.size() - 1);
   ASSERT_EQ(pp.points.size(), 2u);
-  EXPECT_EQ(pp.points[0].offset, 0x3c20u);
+  EXPECT_EQ(pp.points[0].offset, cfn->file_offset);
   EXPECT_EQ(pp.points[1].role, Role::Uretprobe);
   EXPECT_EQ(pp.points[1].cookie, INSA_COOKIE_URET);
+  EXPECT_EQ(pp.exit_method.rfind("uretprobe ('exit: uretprobe'; allowed: C code", 0), 0u) << pp.exit_method;
 }
 
 TEST(PlanErrors, ExitOnlyValuesAtEntry) {
@@ -820,6 +864,185 @@ probes:
   ASSERT_FALSE(e.plan.ok());
   EXPECT_EQ(e.plan.error().message, kConfigFile + ":" + at(at_entry, "ret < 0") +
                                         ": 'if' tests $ret, which is only known at exit; drop 'when: entry'");
+}
+
+}  // namespace
+}  // namespace insa::plan
+
+namespace insa::plan {
+namespace {
+
+std::string hex_of(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+std::string raw_offset_yaml(const std::string& bin, const std::string& off, const std::string& extra = "") {
+  return "metrics:\n  - name: calls_total\n    type: counter\nprobes:\n  - name: p\n    binary: " + bin +
+         "\n    offset: " + off + "\n" + extra + "    metrics: [{metric: calls_total}]\n";
+}
+
+TEST(PlanErrors, RawOffsetMustStartAnInstructionInsideReadableCode) {
+  REQUIRE_BINARIES();
+  auto f = elf::ElfFile::open(kFixtureC);
+  ASSERT_TRUE(f.ok());
+  auto fn = f->find_function("several_returns");
+  ASSERT_TRUE(fn.ok());
+  // objdump's instruction starts of the function: ground truth for boundaries.
+  std::istringstream dis(run_command("objdump -d --no-show-raw-insn --start-address=" + hex_of(fn->vaddr) +
+                                     " --stop-address=" + hex_of(fn->vaddr + fn->size) + " '" + kFixtureC + "'"));
+  std::set<uint64_t> starts;
+  std::string line;
+  while (std::getline(dis, line)) {
+    unsigned long long a;
+    char colon;
+    std::istringstream l(line);
+    if (l >> std::hex >> a >> colon && colon == ':') starts.insert(a);
+  }
+  ASSERT_GT(starts.size(), 3u);
+  const std::string canon = fs::canonical(kFixtureC).string();
+  size_t refused = 0, accepted = 0;
+  for (uint64_t v = fn->vaddr; v < fn->vaddr + fn->size; ++v) {
+    const uint64_t off = fn->file_offset + (v - fn->vaddr);
+    const std::string yaml = raw_offset_yaml(kFixtureC, hex_of(off));
+    auto b = build(yaml);
+    if (starts.count(v)) {
+      EXPECT_TRUE(b.plan.ok()) << hex_of(off) << ": " << b.plan.error().message;
+      if (b.plan.ok()) {
+        EXPECT_EQ(b.plan->probes.at(0).target.rfind("offset " + hex_of(off) + " (several_returns", 0), 0u);
+        ++accepted;
+      }
+    } else {
+      ASSERT_FALSE(b.plan.ok()) << hex_of(off);
+      const std::string& m = b.plan.error().message;
+      EXPECT_EQ(m.rfind(kConfigFile + ":" + at(yaml, hex_of(off)) + ": offset " + hex_of(off) +
+                            " is not an instruction boundary: it is byte ",
+                        0),
+                0u)
+          << m;
+      EXPECT_NE(m.find(" in 'several_returns' (a breakpoint there would corrupt the instruction); give an offset"),
+                std::string::npos)
+          << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos);
+      ++refused;
+    }
+  }
+  EXPECT_EQ(accepted, starts.size());
+  EXPECT_GT(refused, 0u);
+
+  // Past the end of the file, and in data rather than code.
+  const uint64_t size = fs::file_size(kFixtureC);
+  auto past = build(raw_offset_yaml(kFixtureC, hex_of(size + 16)));
+  ASSERT_FALSE(past.plan.ok());
+  EXPECT_NE(past.plan.error().message.find("offset " + hex_of(size + 16) + " is not in any loadable segment of '" +
+                                           canon + "'"),
+            std::string::npos)
+      << past.plan.error().message;
+  auto rodata = f->section(".rodata");
+  ASSERT_TRUE(rodata.has_value());
+  auto data = build(raw_offset_yaml(kFixtureC, hex_of(rodata->offset)));
+  ASSERT_FALSE(data.plan.ok());
+  EXPECT_NE(data.plan.error().message.find("is not code (section '.rodata')"), std::string::npos)
+      << data.plan.error().message;
+}
+
+TEST(PlanErrors, PidMustBeALiveProcessOtherThanTheExporter) {
+  REQUIRE_BINARIES();
+  auto yaml = [](int pid) {
+    return "metrics:\n  - name: calls_total\n    type: counter\nprobes:\n  - name: p\n    binary: " + kFixtureC +
+           "\n    pid: " + std::to_string(pid) + "\n    function: several_returns\n    metrics: [{metric: calls_total}]\n";
+  };
+  auto self = build(yaml(getpid()));
+  ASSERT_FALSE(self.plan.ok());
+  EXPECT_EQ(self.plan.error().message, kConfigFile + ":7:10: pid " + std::to_string(getpid()) +
+                                           " is insa-exporter itself; give the worker's PID");
+  // A PID that just exited (a reaped child) names no process.
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  int st = 0;
+  waitpid(child, &st, 0);
+  auto gone = build(yaml(child));
+  ASSERT_FALSE(gone.plan.ok());
+  EXPECT_EQ(gone.plan.error().message,
+            kConfigFile + ":7:10: pid " + std::to_string(child) +
+                ": no such process; start the worker first, or drop 'pid:' to probe every process of the binary");
+}
+
+TEST(PlanErrors, HistogramBoundsFitTheKernelsSigned64BitValues) {
+  REQUIRE_BINARIES();
+  auto yaml = [](const std::string& buckets, const std::string& value) {
+    return "metrics:\n  - name: h\n    type: histogram\n    buckets: [" + buckets + "]\nprobes:\n  - name: p\n    binary: " +
+           kFixtureC + "\n    function: several_returns\n    metrics: [{metric: h, observe: " + value + "}]\n";
+  };
+  // Durations: seconds become ns; 9.3e9 s is beyond 2^63 ns, 9.2e9 s is not.
+  auto over = build(yaml("1, 9.3e9", "$duration"));
+  ASSERT_FALSE(over.plan.ok());
+  EXPECT_EQ(over.plan.error().message,
+            kConfigFile + ":2:5: bucket bound 9.3e+09 of histogram 'h' is beyond 2^63 ns (292 years), more than the "
+                          "kernel's signed 64-bit bounds hold; lower it (+Inf is implied)");
+  auto fits = build(yaml("1, 9.2e9", "$duration"));
+  ASSERT_TRUE(fits.plan.ok()) << fits.plan.error().message;
+  EXPECT_EQ(fits.plan->specs.at(0).actions[0].bounds[1], 9200000000000000000LL);
+  // Plain values: the bound itself.
+  auto plain = build(yaml("1, 1e19", "$arg1"));
+  ASSERT_FALSE(plain.plan.ok());
+  EXPECT_EQ(plain.plan.error().message,
+            kConfigFile + ":2:5: bucket bound 1e+19 of histogram 'h' is beyond 2^63, more than the kernel's signed "
+                          "64-bit bounds hold; lower it (+Inf is implied)");
+  auto neg = build(yaml("-1e19, 1", "$arg1"));
+  ASSERT_FALSE(neg.plan.ok());
+}
+
+TEST(Plan, TailJumpExitsCarryTheTailCookieAndEveryProbeSaysItsExitMethod) {
+  REQUIRE_BINARIES();
+  const std::string yaml = "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\n"
+                           "  - name: entries_total\n    type: counter\nprobes:\n"
+                           "  - name: t\n    binary: " + kFixtureC + "\n    function: tail_caller\n"
+                           "    metrics: [{metric: calls_total, labels: {status: $status}}]\n"
+                           "  - name: e\n    binary: " + kFixtureC + "\n    function: tail_caller\n"
+                           "    metrics: [{metric: entries_total, when: entry}]\n";
+  auto b = build(yaml);
+  ASSERT_TRUE(b.plan.ok()) << b.plan.error().message;
+  auto f = elf::ElfFile::open(kFixtureC);
+  auto code = elf::analyze_function(*f, *f->find_function("tail_caller"));
+  ASSERT_TRUE(code.ok());
+  const auto& pp = b.plan->probes.at(0);
+  size_t tails = 0;
+  for (const auto& x : code->exits) {
+    auto it = std::find_if(pp.points.begin(), pp.points.end(), [&](const AttachPoint& a) {
+      return a.role == Role::Exit && a.offset == x.file_offset;
+    });
+    ASSERT_NE(it, pp.points.end());
+    const bool tail = x.kind == elf::ExitSite::Kind::TailJmp;
+    EXPECT_EQ(it->cookie, tail ? (pp.cookie | INSA_COOKIE_TAIL) : pp.cookie);
+    tails += tail;
+  }
+  EXPECT_GE(tails, 1u);
+  EXPECT_EQ(pp.exit_method.rfind("return sites (default", 0), 0u);
+  EXPECT_EQ(b.plan->probes.at(1).exit_method, "none: no update needs the end of the call (entry only)");
+}
+
+}  // namespace
+}  // namespace insa::plan
+
+namespace insa::plan {
+namespace {
+
+TEST(Plan, AbandonedStatusSetsTheSpec) {
+  REQUIRE_BINARIES();
+  const std::string yaml = "metrics:\n  - name: calls_total\n    type: counter\n    labels: [status]\nprobes:\n"
+                           "  - name: j\n    binary: " + kFixtureC + "\n    function: long_jumper\n"
+                           "    abandoned_status: aborted\n"
+                           "    metrics: [{metric: calls_total, labels: {status: $status}}]\n"
+                           "  - name: k\n    binary: " + kFixtureC + "\n    function: several_returns\n"
+                           "    metrics: [{metric: calls_total, labels: {status: $status}}]\n";
+  auto b = build(yaml);
+  ASSERT_TRUE(b.plan.ok()) << b.plan.error().message;
+  EXPECT_EQ(b.plan->statuses, (std::vector<std::string>{"success", "error", "aborted"}));
+  EXPECT_EQ(b.plan->specs.at(0).flags, INSA_PROBE_TRACKED | INSA_PROBE_ABANDON_STATUS);
+  EXPECT_EQ(b.plan->specs.at(0).abandoned_status, 2);
+  EXPECT_EQ(b.plan->specs.at(1).flags, INSA_PROBE_TRACKED);
 }
 
 }  // namespace

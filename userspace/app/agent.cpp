@@ -52,6 +52,12 @@ FileId file_id(const std::string& path) {
   return {st.st_dev, st.st_ino};
 }
 
+FileId analysed_id(const plan::ProbePlan& pp) {
+  if (!pp.points.empty() && pp.points.front().ino != 0)
+    return {static_cast<dev_t>(pp.points.front().dev), static_cast<ino_t>(pp.points.front().ino)};
+  return file_id(pp.binary);
+}
+
 /// One loaded configuration: everything a reload replaces.
 struct Instance {
   config::Config cfg;
@@ -87,12 +93,18 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   }
   inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, bins);
   auto* lc = inst->lifecycle.get();
-  if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); }); !r)
+  if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); },
+                                         inst->cfg.workers.empty()
+                                             ? std::function<void(const attach::ExecEvent&)>()
+                                             : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
+      !r)
     throw FatalError{r.error()};
   lc->scan();
   size_t ok = inst->engine->attach_all();
   spdlog::info("{} of {} probes attached", ok, inst->plan.probes.size());
-  for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(file_id(pp.binary));
+  // The identity of the file each probe was analysed from: if it was replaced before the
+  // attach (which then refused it), the next scan sees the difference and re-plans.
+  for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(analysed_id(pp));
 
   inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->counters_fd(), inst->engine->gauges_fd(),
                                                         inst->engine->stats_fd(),
@@ -107,8 +119,11 @@ std::unique_ptr<Instance> start_instance(const std::string& file) {
   return inst;
 }
 
-/// Re-attaches probes whose binary was replaced on disk (new inode).
+/// Re-attaches probes whose binary was replaced on disk (new inode), and releases the
+/// links on old files no process runs any more.
 void check_replaced(Instance& inst) {
+  if (size_t n = inst.engine->release_retired(); n)
+    spdlog::info("released {} links on replaced binaries that no process runs any more", n);
   for (size_t i = 0; i < inst.probe_files.size(); ++i) {
     const auto& pp = inst.engine->plan().probes[i];
     FileId now = file_id(pp.binary);
@@ -120,8 +135,11 @@ void check_replaced(Instance& inst) {
       continue;
     }
     auto r = inst.engine->replace_probe(i, fresh->probes[i], fresh->specs[i]);
-    if (!r) spdlog::error("{}", r.error().message);
-    inst.probe_files[i] = now;
+    if (!r)
+      spdlog::error("{}", r.error().message);
+    else
+      spdlog::info("probe '{}' attached to the new {}", pp.name, pp.binary);
+    inst.probe_files[i] = analysed_id(fresh->probes[i]);
   }
 }
 
@@ -195,9 +213,25 @@ int run_agent(const std::string& config_file, const std::string& listen_override
     return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", inst->collector->text()};
   });
   (*server)->handle("/-/healthy", [] { return http::Response{200, "text/plain; charset=utf-8", "OK\n"}; });
+  // Ready only when every probe is attached: a probe that failed (its PID gone, its file
+  // unreadable) is a partial state the orchestrator should see; /metrics still serves
+  // what is attached, and insa_exporter_probe_attached says which.
   (*server)->handle("/-/ready", [&] {
-    return ready ? http::Response{200, "text/plain; charset=utf-8", "Ready\n"}
-                 : http::Response{503, "text/plain; charset=utf-8", "Not ready: loading probes\n"};
+    std::lock_guard<std::mutex> lock(mu);
+    if (!ready || !inst) return http::Response{503, "text/plain; charset=utf-8", "Not ready: loading probes\n"};
+    const auto& states = inst->engine->states();
+    const auto& probes = inst->engine->plan().probes;
+    std::string missing;
+    size_t n = 0;
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (states[i].attached) continue;
+      ++n;
+      missing += "  " + probes[i].name + ": " + states[i].error + "\n";
+    }
+    if (n == 0) return http::Response{200, "text/plain; charset=utf-8", "Ready\n"};
+    return http::Response{503, "text/plain; charset=utf-8",
+                          "Not ready: " + std::to_string(n) + " of " + std::to_string(states.size()) +
+                              " probes not attached\n" + missing};
   });
   (*server)->handle("/", [&] {
     std::lock_guard<std::mutex> lock(mu);
@@ -236,6 +270,7 @@ int run_agent(const std::string& config_file, const std::string& listen_override
     if (inst && now - last_scan >= std::chrono::seconds(1)) {
       last_scan = now;
       inst->lifecycle->scan();
+      std::lock_guard<std::mutex> lock(mu);  // attach states change under the HTTP handlers
       check_replaced(*inst);
       inst->engine->rescan_python();
     }

@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "attach/engine.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "insa_probes.skel.h"
 #include "python/procs.h"
@@ -72,6 +80,7 @@ Engine::Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> 
     : plan_(std::move(plan)), skel_(std::move(skel)) {
   links_.resize(plan_.probes.size());
   states_.resize(plan_.probes.size());
+  probe_files_.resize(plan_.probes.size());
 }
 
 Engine::~Engine() = default;
@@ -101,6 +110,31 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
 }
 
 Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
+  // Attach through a descriptor of the very file that was analysed: the kernel
+  // resolves /proc/self/fd/N to the open file, so a binary swapped on disk since the
+  // analysis can never receive breakpoints at offsets computed for another file.
+  std::string path = p.binary;
+  int fd = -1;
+  if (p.ino != 0) {
+    fd = ::open(p.binary.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != p.dev || st.st_ino != p.ino) {
+      int e = fd < 0 ? errno : ESTALE;
+      if (fd >= 0) ::close(fd);
+      return Error{"cannot attach to " + p.binary + ": " +
+                       (fd < 0 && e != ESTALE ? std::string(strerror(e))
+                                              : std::string("the file was replaced after it was analysed (it is "
+                                                            "analysed again at the next scan)")),
+                   e};
+    }
+    path = "/proc/self/fd/" + std::to_string(fd);
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{fd};
   bpf_link* l = nullptr;
   switch (p.role) {
     case plan::Role::Entry:
@@ -111,7 +145,7 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
       bpf_program* prog = p.role == plan::Role::Entry     ? skel_->progs.insa_entry
                           : p.role == plan::Role::Catch ? skel_->progs.insa_catch
                                                         : skel_->progs.insa_exit;
-      l = bpf_program__attach_uprobe_opts(prog, p.pid, p.binary.c_str(), p.offset, &o);
+      l = bpf_program__attach_uprobe_opts(prog, p.pid, path.c_str(), p.offset, &o);
       break;
     }
     case plan::Role::PyEntry:
@@ -128,6 +162,8 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
     }
     case plan::Role::Usdt: {
       LIBBPF_OPTS(bpf_usdt_opts, o, .usdt_cookie = p.cookie);
+      // By path (checked just above): libbpf matches a library's path in /proc/PID/maps
+      // to place USDT probes of one process, which a /proc/self/fd path would not match.
       l = bpf_program__attach_usdt(skel_->progs.insa_usdt, p.pid, p.binary.c_str(), p.usdt_provider.c_str(),
                                    p.usdt_name.c_str(), &o);
       break;
@@ -163,7 +199,68 @@ Result<void> Engine::attach_probe(size_t i) {
   }
   links_[i] = std::move(links);
   states_[i] = ProbeState{true, links_[i].size(), ""};
+  struct stat st {};
+  if (!pp.points.empty() && pp.points.front().ino != 0)
+    probe_files_[i] = {pp.points.front().dev, pp.points.front().ino};
+  else
+    probe_files_[i] = stat(pp.binary.c_str(), &st) == 0 ? std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino})
+                                                         : std::make_pair(uint64_t{0}, uint64_t{0});
   return {};
+}
+
+namespace {
+
+/// Whether any process maps the file (dev, ino): /proc/PID/maps lines read
+/// "start-end perms offset MAJ:MIN inode path".
+bool file_mapped(uint64_t dev, uint64_t ino) {
+  char want_dev[32];
+  std::snprintf(want_dev, sizeof want_dev, "%02x:%02x", major(static_cast<dev_t>(dev)),
+                minor(static_cast<dev_t>(dev)));
+  const std::string want_ino = std::to_string(ino);
+  DIR* d = opendir("/proc");
+  if (!d) return true;  // cannot tell: keep the links
+  bool found = false;
+  while (!found) {
+    dirent* e = readdir(d);
+    if (!e) break;
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    std::ifstream maps(std::string("/proc/") + e->d_name + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      std::istringstream in(line);
+      std::string range, perms, off, mdev, mino;
+      if (!(in >> range >> perms >> off >> mdev >> mino)) continue;
+      if (mino == want_ino && mdev == want_dev) {
+        found = true;
+        break;
+      }
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+}  // namespace
+
+size_t Engine::release_retired() {
+  size_t released = 0;
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (file_mapped(it->dev, it->ino)) {
+      ++it;
+      continue;
+    }
+    spdlog::info("no process runs the replaced {} (inode {}) any more: releasing its {} links", it->path, it->ino,
+                 it->links.size());
+    released += it->links.size();
+    it = retired_.erase(it);
+  }
+  return released;
+}
+
+size_t Engine::retired_links() const {
+  size_t n = 0;
+  for (const auto& r : retired_) n += r.links.size();
+  return n;
 }
 
 Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const insa_probe_spec& spec) {
@@ -171,7 +268,18 @@ Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const in
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.specs), &key, &spec, BPF_ANY))
     return Error::from_errno("cannot update the spec of probe '" + pp.name + "'");
   plan_.specs[i] = spec;
-  for (auto& l : links_[i]) retired_links_.push_back(std::move(l));
+  // Processes still running the old file keep being measured through these links
+  // until the last of them exits (release_retired).
+  if (!links_[i].empty()) {
+    Retired r{probe_files_[i].first, probe_files_[i].second, plan_.probes[i].binary, std::move(links_[i])};
+    auto same = std::find_if(retired_.begin(), retired_.end(),
+                             [&](const Retired& o) { return o.dev == r.dev && o.ino == r.ino; });
+    if (same == retired_.end()) {
+      retired_.push_back(std::move(r));
+    } else {
+      for (auto& l : r.links) same->links.push_back(std::move(l));
+    }
+  }
   links_[i].clear();
   plan_.probes[i] = pp;
   return attach_probe(i);
@@ -216,14 +324,28 @@ size_t Engine::attach_all() {
   return ok;
 }
 
-Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
+Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb,
+                                 std::function<void(const ExecEvent&)> exec_cb) {
   exit_cb_ = std::move(cb);
+  exec_cb_ = std::move(exec_cb);
   bpf_link* l = bpf_program__attach(skel_->progs.insa_task_exit);
   if (!l) return Error::from_errno("cannot attach the sched_process_exit tracepoint");
   shared_links_.emplace_back(l);
+  if (exec_cb_) {
+    bpf_link* x = bpf_program__attach(skel_->progs.insa_task_exec);
+    if (!x) return Error::from_errno("cannot attach the sched_process_exec tracepoint");
+    shared_links_.emplace_back(x);
+  }
   auto handler = [](void* ctx, void* data, size_t size) -> int {
-    if (size < sizeof(insa_exit_event)) return 0;
     auto* self = static_cast<Engine*>(ctx);
+    if (size == sizeof(insa_exec_event)) {
+      const auto* x = static_cast<const insa_exec_event*>(data);
+      // The kernel's dev_t is MAJOR << 20 | MINOR (include/linux/kdev_t.h).
+      const uint64_t dev = makedev(static_cast<unsigned>(x->dev >> 20), static_cast<unsigned>(x->dev & 0xfffff));
+      if (self->exec_cb_) self->exec_cb_(ExecEvent{x->tgid, dev, x->ino});
+      return 0;
+    }
+    if (size < sizeof(insa_exit_event)) return 0;
     const auto* e = static_cast<const insa_exit_event*>(data);
     ExitEvent ev{e->tgid, e->exit_code, std::string(e->comm, strnlen(e->comm, sizeof e->comm))};
     if (self->exit_cb_) self->exit_cb_(ev);
@@ -236,8 +358,16 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb) {
 }
 
 Result<size_t> Engine::py_layout(const python::Interpreter& in) {
-  for (size_t i = 0; i < py_layouts_.size(); ++i)
-    if (py_layouts_[i].path == in.path) return i;
+  // One layout per file (device + inode): the same interpreter seen through several
+  // containers' roots is one; two builds at the same path in two containers are two.
+  struct stat want {};
+  const bool known = ::stat(in.path.c_str(), &want) == 0;
+  for (size_t i = 0; i < py_layouts_.size(); ++i) {
+    struct stat have {};
+    if (py_layouts_[i].path == in.path ||
+        (known && ::stat(py_layouts_[i].path.c_str(), &have) == 0 && have.st_dev == want.st_dev && have.st_ino == want.st_ino))
+      return i;
+  }
   if (py_layouts_.size() >= INSA_MAX_PY_LAYOUTS)
     return Error{"python: more than " + std::to_string(INSA_MAX_PY_LAYOUTS) + " interpreter files; not hooking " + in.path};
   uint32_t idx = static_cast<uint32_t>(py_layouts_.size());
@@ -270,10 +400,10 @@ Result<void> Engine::attach_interpreter(const python::Interpreter& in) {
   return {};
 }
 
-Result<void> Engine::attach_python_pid(int pid, size_t layout, bool eval, bool per_call) {
+Result<void> Engine::attach_python_pid(int pid, size_t layout, const std::string& file, bool eval, bool per_call) {
   const auto& in = py_layouts_[layout];
   plan::AttachPoint a;
-  a.binary = in.path;
+  a.binary = file;
   a.pid = pid;
   std::vector<Link> links;
   auto add = [&](plan::Role role, uint64_t offset, uint32_t cookie) -> Result<void> {
@@ -299,7 +429,7 @@ Result<void> Engine::attach_python_pid(int pid, size_t layout, bool eval, bool p
     if (auto r = add(plan::Role::PyClear, in.call_sites->clear.offset, static_cast<uint32_t>(layout)); !r) return r;
   }
   py_pid_links_[pid] = std::move(links);
-  spdlog::info("python: hooked pid {} (CPython {}, {}){}", pid, in.version_str(), in.path,
+  spdlog::info("python: hooked pid {} (CPython {}, {}){}", pid, in.version_str(), file,
                per_call ? " with the per-call mechanism (" + std::to_string(in.call_sites->resume.size()) +
                               " RESUME sites, frame clear)"
                         : "");
@@ -334,11 +464,12 @@ size_t Engine::rescan_python() {
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.py_pid_targets), &tgid, &mask, BPF_ANY) != 0)
       spdlog::warn("python: pid {}: cannot restrict its probes to its script ({}); it may match every probe's function",
                    proc.pid, std::strerror(errno));
-    if (py_refused_.count(proc.interpreter)) continue;
-    auto in = python::inspect(proc.interpreter);
+    const std::string file = proc.host_path(proc.interpreter);
+    if (py_refused_.count(file)) continue;
+    auto in = python::inspect(file);
     if (!in) {
       spdlog::error("python: pid {}: {}", proc.pid, in.error().message);
-      py_refused_.insert(proc.interpreter);
+      py_refused_.insert(file);
       continue;
     }
     if (auto v = python::verify_live(proc.pid, *in, in->pie ? proc.interpreter_base : 0); !v) {
@@ -353,7 +484,7 @@ size_t Engine::rescan_python() {
     // A file hooked host-wide already sees this process's frame entries.
     if (py_host_wide_.count(*idx)) eval = false;
     if (!eval && !per_call) continue;
-    if (auto r = attach_python_pid(proc.pid, *idx, eval, per_call); !r) {
+    if (auto r = attach_python_pid(proc.pid, *idx, in->path, eval, per_call); !r) {
       spdlog::error("{}", r.error().message);
       py_pid_refused_.insert(proc.pid);
       continue;

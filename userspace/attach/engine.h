@@ -62,6 +62,13 @@ struct ExitEvent {
   std::string comm;
 };
 
+/// A process started running a file (execve).
+struct ExecEvent {
+  uint32_t tgid;
+  uint64_t dev;  ///< userspace dev_t (makedev), comparable with stat's st_dev
+  uint64_t ino;
+};
+
 class Engine {
  public:
   /// Opens and loads the BPF object (verifier included) and fills the spec map.
@@ -78,10 +85,19 @@ class Engine {
   /// points from a fresh plan. Links on the old file stay until exit, so processes
   /// still running the old binary keep being measured.
   Result<void> replace_probe(size_t probe, const plan::ProbePlan& pp, const insa_probe_spec& spec);
+  /// Releases the links kept on replaced binaries (see replace_probe) once no
+  /// process maps the old file (device + inode in /proc/PID/maps). Returns the
+  /// number of links released. Scans /proc only while such links exist.
+  size_t release_retired();
+  /// Links still held on replaced binaries.
+  size_t retired_links() const;
   /// Detaches one probe's points.
   void detach_probe(size_t probe);
-  /// Starts reporting process exits to `cb` (called from poll_exits).
-  Result<void> watch_exits(std::function<void(const ExitEvent&)> cb);
+  /// Starts reporting process exits to `cb` and, when given, every exec to
+  /// `exec_cb` (pid, device and inode of the file; called from poll_exits, in the
+  /// order they happened).
+  Result<void> watch_exits(std::function<void(const ExitEvent&)> cb,
+                           std::function<void(const ExecEvent&)> exec_cb = {});
   /// Drains pending exit events; waits at most timeout_ms.
   int poll_exits(int timeout_ms);
   /// Python probes: finds the processes they target, checks each one's interpreter
@@ -107,7 +123,14 @@ class Engine {
   std::vector<std::vector<Link>> links_;  ///< per probe
   std::vector<Link> shared_links_;        ///< task exit
   std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes
-  std::vector<Link> retired_links_;       ///< links on replaced binaries
+  /// Links on a replaced binary, kept while a process still runs the old file.
+  struct Retired {
+    uint64_t dev = 0, ino = 0;  ///< the old file
+    std::string path;
+    std::vector<Link> links;
+  };
+  std::vector<Retired> retired_;
+  std::vector<std::pair<uint64_t, uint64_t>> probe_files_;  ///< per probe: dev, ino when attached
   std::vector<ProbeState> states_;
   /// Python: one layout per interpreter file (index == cookie of its hooks).
   std::vector<python::Interpreter> py_layouts_;
@@ -117,10 +140,12 @@ class Engine {
   std::map<int, std::vector<Link>> py_pid_links_;  ///< per process: frame-entry and/or per-call hooks
   std::set<int> py_pid_refused_;                ///< processes that cannot be hooked (logged once)
   Result<size_t> py_layout(const python::Interpreter& in);
-  Result<void> attach_python_pid(int pid, size_t layout, bool eval, bool per_call);
+  /// `file`: the interpreter as this process maps it, reached from the exporter.
+  Result<void> attach_python_pid(int pid, size_t layout, const std::string& file, bool eval, bool per_call);
   void update_python_states();
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
+  std::function<void(const ExecEvent&)> exec_cb_;
 };
 
 /// Routes libbpf's messages into spdlog (debug level, warnings as warnings).

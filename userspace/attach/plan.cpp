@@ -6,6 +6,10 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <sstream>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include "elf/elf_file.h"
 #include "elf/return_sites.h"
@@ -32,6 +36,17 @@ Result<std::string> resolve_binary(const std::string& binary, const std::string&
 }
 
 namespace {
+
+/// Why a C++ exception may unwind through code at `vaddr` of `file` ("" when
+/// it is C code): the file needs or contains the C++ runtime, or the function's
+/// FDE names a personality routine (C++ catch/cleanup, or C with -fexceptions).
+std::string unwinds_cxx(const elf::ElfFile& file, uint64_t vaddr) {
+  if (!file.cxx_runtime().empty()) return "'" + file.path() + "' " + file.cxx_runtime() + " (C++ code)";
+  const elf::Fde* fde = elf::fde_containing(file.fdes(), vaddr);
+  if (fde && (fde->personality || fde->lsda))
+    return "its .eh_frame entry names an exception personality routine (code built with -fexceptions)";
+  return "";
+}
 
 uint8_t src_kind(const ValueRef& v) {
   switch (v.kind) {
@@ -114,6 +129,8 @@ class Builder {
       a.role = Role::Catch;
       a.binary = f;
       a.offset = sym->file_offset;
+      a.dev = file->device();
+      a.ino = file->inode();
       plan_.catch_points.push_back(a);
     }
   }
@@ -131,6 +148,13 @@ class Builder {
     const auto where = p.binary_mark.str();
     if (plan_.specs.size() >= INSA_MAX_PROBES)
       return Error{p.mark.str() + ": more than " + std::to_string(INSA_MAX_PROBES) + " probes"};
+    if (p.pid > 0) {
+      const std::string pm = p.pid_mark.str() + ": pid " + std::to_string(p.pid);
+      if (p.pid == getpid()) return Error{pm + " is insa-exporter itself; give the worker's PID"};
+      if (kill(p.pid, 0) != 0 && errno == ESRCH)
+        return Error{pm + ": no such process; start the worker first, or drop 'pid:' to probe every process of the "
+                          "binary"};
+    }
     auto bin = resolve_binary(p.binary, cfg_.file);
     if (!bin) return Error{where + ": " + bin.error().message, bin.error().err};
     auto file = elf::ElfFile::open(*bin);
@@ -147,6 +171,10 @@ class Builder {
     if (pp.tracked) spec.flags |= INSA_PROBE_TRACKED;
     spec.default_status = status_index(p.default_status);
     spec.exception_status = status_index(p.exception_status);
+    if (!p.abandoned_status.empty()) {
+      spec.flags |= INSA_PROBE_ABANDON_STATUS;
+      spec.abandoned_status = status_index(p.abandoned_status);
+    }
     for (const auto& r : p.status) {
       auto& kr = spec.rules[spec.nrules++];
       kr.src = src_of(r.lhs);
@@ -166,6 +194,8 @@ class Builder {
       a.pid = p.pid;
       a.cookie = ck;
       a.probe = probe_index;
+      a.dev = file->device();
+      a.ino = file->inode();
       points.push_back(a);
     };
     const auto fmark = p.function_mark.str();
@@ -186,6 +216,8 @@ class Builder {
       a.usdt_provider = prov;
       a.usdt_name = name;
       a.probe = probe_index;
+      a.dev = file->device();
+      a.ino = file->inode();
       points.push_back(a);
       pp.target = "usdt " + p.usdt;
     } else {
@@ -193,7 +225,11 @@ class Builder {
       uint64_t entry = 0;
       if (p.offset) {
         entry = *p.offset;
-        pp.target = "offset 0x" + hex(entry);
+        auto spot = elf::check_code_offset(*file, entry);
+        if (!spot)
+          return Error{fmark + ": " + spot.error().message + "; give an offset that list-probes or objdump shows "
+                               "as an instruction start"};
+        pp.target = "offset 0x" + hex(entry) + " (" + spot->str() + ")";
       } else {
         auto s = file->find_function(p.function);
         if (!s) return Error{fmark + ": " + s.error().message};
@@ -203,21 +239,34 @@ class Builder {
       }
       if (!pp.tracked) {
         point(Role::Entry, entry, cookie);
+        pp.exit_method = "none: no update needs the end of the call (entry only)";
       } else if (p.exit == config::ExitMethod::Uretprobe) {
+        const auto emark = (p.exit_mark.line ? p.exit_mark : p.mark).str();
+        if (auto why = unwinds_cxx(*file, sym ? sym->vaddr : *file->offset_to_vaddr(entry)); !why.empty())
+          return Error{emark + ": 'exit: uretprobe' refused for probe '" + p.name + "': " + why +
+                       ", and a C++ exception unwinding through a uretprobe's return trampoline ends in "
+                       "std::terminate; remove 'exit:' (return sites, the default, follow exceptions)"};
         point(Role::Entry, entry, cookie);
         point(Role::Uretprobe, entry, cookie | INSA_COOKIE_URET);
         pp.exit_sites = 1;
+        pp.exit_method = "uretprobe ('exit: uretprobe'; allowed: C code, no C++ runtime in the binary and no "
+                         "exception tables at the function)";
       } else {
         if (!sym)
-          return Error{fmark + ": a raw offset has no known extent, so its return sites cannot be found; "
-                               "use 'function:' or 'exit: uretprobe' (C code only)"};
+          return Error{fmark + ": a raw offset has no known extent, so its return sites cannot be found; use "
+                               "'function:'" +
+                       (file->cxx_runtime().empty() ? ", or 'exit: uretprobe' (C code)" : "") +
+                       ", or count calls at entry only"};
         auto code = elf::analyze_function(*file, *sym);
         if (!code) return Error{fmark + ": cannot find the return sites of " + sym->demangled + ": " + code.error().message};
         const auto& site = code->entry_probe;
         spec.entry_sp_delta = site.sp_delta;
         point(Role::Entry, site.file_offset, cookie);
-        for (const auto& x : code->exits) point(Role::Exit, x.file_offset, cookie);
+        for (const auto& x : code->exits)
+          point(Role::Exit, x.file_offset, x.kind == elf::ExitSite::Kind::TailJmp ? cookie | INSA_COOKIE_TAIL : cookie);
         pp.exit_sites = code->exits.size();
+        pp.exit_method = "return sites (default: probes on the function's own ret and tail-jmp instructions; "
+                         "C++ exceptions closed at the catch)";
         pp.sites = "entry @0x" + hex(site.file_offset) + " " + site.insn_text +
                    (site.emulated ? " (emulated" : " (single-stepped");
         if (site.file_offset != entry)
@@ -227,7 +276,7 @@ class Builder {
         if (!code->exits.empty()) pp.sites += "; exits";
         for (const auto& x : code->exits)
           pp.sites += " @0x" + hex(x.file_offset) + (x.kind == elf::ExitSite::Kind::Ret ? " ret" : " tail-jmp") +
-                      (x.cold ? " (cold)" : "");
+                      (x.unnamed ? " (cold, unnamed: from .eh_frame)" : x.cold ? " (cold)" : "");
         plan_.needs_catch = true;
       }
     }
@@ -280,7 +329,8 @@ class Builder {
       sources.push_back(sp.string());
     }
     for (const auto& proc : procs)
-      if (!d.script.empty() && python::path_suffix_match(proc.script_path, d.file)) sources.push_back("/proc/" + std::to_string(proc.pid) + "/root" + proc.script_path);
+      if (!d.script.empty() && python::path_suffix_match(proc.script_path, d.file))
+        sources.push_back("/proc/" + std::to_string(proc.pid) + "/root" + proc.script_path);
     for (const auto& f : {fs::path(cfg_.file).parent_path() / d.file, fs::path(d.file)}) sources.push_back(f.string());
     std::optional<python::PyFunction> fn;
     std::string source;
@@ -386,6 +436,10 @@ class Builder {
     spec.flags = INSA_PROBE_TRACKED | INSA_PROBE_PYTHON;
     spec.default_status = status_index(p.default_status);
     spec.exception_status = status_index(p.exception_status);
+    if (!p.abandoned_status.empty()) {  // calls whose process died mid-call
+      spec.flags |= INSA_PROBE_ABANDON_STATUS;
+      spec.abandoned_status = status_index(p.abandoned_status);
+    }
     for (const auto& r : q.status) {
       auto& kr = spec.rules[spec.nrules++];
       kr.src = src_of(r.lhs);
@@ -407,7 +461,7 @@ class Builder {
     // Processes running now (hooked per process at start), for `check` to show.
     std::string running;
     for (const auto& proc : procs) {
-      auto in = python::inspect(proc.interpreter);
+      auto in = python::inspect(proc.host_path(proc.interpreter));
       running += "; pid " + std::to_string(proc.pid) + ": " +
                  (in ? "CPython " + in->version_str() + " (" + in->path + ")" +
                            (d.per_call && !in->call_sites ? ", per-call mechanism unavailable: " + in->call_error : "")
@@ -490,8 +544,16 @@ class Builder {
     if (m->type == config::MetricType::Histogram) {
       a.nbounds = static_cast<uint8_t>(m->buckets.size());
       for (size_t i = 0; i < m->buckets.size(); ++i) {
-        double b = ns ? m->buckets[i] * 1e9 : m->buckets[i];
-        a.bounds[i] = static_cast<int64_t>(std::floor(b + (ns ? 0.5 : 1e-9)));
+        double b = std::floor((ns ? m->buckets[i] * 1e9 : m->buckets[i]) + (ns ? 0.5 : 1e-9));
+        // The kernel compares against signed 64-bit bounds: 2^63 and beyond would wrap.
+        if (!(b < 9223372036854775808.0 && b >= -9223372036854775808.0)) {
+          std::ostringstream v;
+          v << m->buckets[i];
+          return Error{m->mark.str() + ": bucket bound " + v.str() + " of histogram '" + m->name + "'" +
+                       (ns ? " is beyond 2^63 ns (292 years)" : " is beyond 2^63") +
+                       ", more than the kernel's signed 64-bit bounds hold; lower it (+Inf is implied)"};
+        }
+        a.bounds[i] = static_cast<int64_t>(b);
       }
     }
     // Kernel label slots: integers take 8 aligned bytes, strings their capture length;

@@ -9,10 +9,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
+#include "common/label_regex.h"
 #include "common/result.h"
 #include "config/config.h"
 #include "insa_shared.h"
@@ -34,6 +34,9 @@ struct AttachPoint {
   uint32_t cookie = 0;
   std::string usdt_provider, usdt_name;
   int probe = -1;      ///< index in Plan::probes, -1 for the shared catch hook
+  /// Identity of the file the offsets were computed from (0: not checked). The engine
+  /// attaches through a descriptor whose fstat matches it, never by path alone.
+  uint64_t dev = 0, ino = 0;
 };
 
 /// How one label of a series is produced from a key.
@@ -45,7 +48,7 @@ struct LabelDecoder {
   uint32_t offset = 0, len = 0;  ///< bytes in insa_key.data
   std::map<int64_t, std::string> value_map;
   std::string map_default;
-  std::optional<std::regex> regex;
+  std::optional<LabelRegex> regex;
   bool drop_unmatched = false;
 };
 
@@ -72,6 +75,8 @@ struct ProbePlan {
   /// Return-site probes: where the entry uprobe sits and how the kernel runs it, and
   /// the exit sites, for `check` ("entry @0x11a9 push rbp (emulated); exits @0x11f0 ret").
   std::string sites;
+  /// How the end of a call is seen, and why (`check` prints it).
+  std::string exit_method;
   std::vector<AttachPoint> points;
   config::Mark mark;
   /// A Python probe: its target in py_targets; the attach points are the interpreters'.

@@ -77,11 +77,9 @@ std::string Collector::decode_label(const LabelDecoder& d, const insa_key& key,
       const char* p = reinterpret_cast<const char*>(key.data + d.offset);
       std::string s(p, strnlen(p, d.len));
       if (d.regex) {
-        std::smatch m;
-        if (!std::regex_search(s, m, *d.regex)) return d.drop_unmatched ? "" : d.map_default.empty() ? "unknown" : d.map_default;
-        std::string v = m.size() > 1 && m[1].matched ? m[1].str() : m[0].str();
-        for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        return v;
+        auto v = d.regex->extract(s);
+        if (!v) return d.drop_unmatched ? "" : d.map_default.empty() ? "unknown" : d.map_default;
+        return *v;
       }
       return s;
     }

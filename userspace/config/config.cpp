@@ -87,6 +87,40 @@ class Parser {
     }
   }
 
+  /// A PID: decimal digits only ("010" is not octal 8), 1 .. PID_MAX_LIMIT.
+  int pid_value(const YAML::Node& n) const {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const bool digits = !v.empty() && v.size() <= 10 &&
+                        std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!digits || v[0] == '0' || std::stoull(v) > kPidMaxLimit)
+      fail(n, "'pid' must be a process ID in decimal, 1 to " + std::to_string(kPidMaxLimit) + ", got '" + v + "'");
+    return static_cast<int>(std::stoul(v));
+  }
+
+  /// A raw file offset: decimal or 0x-hex (a leading 0 is refused, not read as
+  /// octal), above 0 (offset 0 is the ELF header, never code).
+  uint64_t offset_value(const YAML::Node& n) const {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const bool hex = v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+    const std::string body = hex ? v.substr(2) : v;
+    const bool ok = !body.empty() && body.size() <= 16 && (hex || body[0] != '0') &&
+                    std::all_of(body.begin(), body.end(),
+                                [&](char ch) { return hex ? std::isxdigit(static_cast<unsigned char>(ch)) != 0
+                                                          : (ch >= '0' && ch <= '9'); });
+    uint64_t off = 0;
+    if (ok) {
+      try {
+        off = std::stoull(body, nullptr, hex ? 16 : 10);
+      } catch (const std::exception&) {
+        off = 0;
+      }
+    }
+    if (off == 0)
+      fail(n, "'offset' must be a file offset above 0 in decimal or 0x-hex (see insa-exporter list-probes), got '" + v +
+                  "'");
+    return off;
+  }
+
   double number(const YAML::Node& n, const std::string& what) const {
     if (!n.IsScalar()) fail(n, what + " must be a number");
     try {
@@ -204,7 +238,9 @@ class Parser {
   ValueRef value(const YAML::Node& n, const std::string& what, bool allow_literal) {
     if (!n.IsScalar()) fail(n, what + " must be a scalar");
     std::string why;
-    if (auto v = parse_value(n.Scalar(), &why)) return *v;
+    if (auto v = parse_value(n.Scalar(), &why, python_ctx_)) return *v;
+    if (auto pv = python_ctx_ ? std::nullopt : parse_value(n.Scalar(), nullptr, true); pv && pv->name.empty())
+      fail(n, "'" + n.Scalar() + "' is for python: probes (native probes use $argN, $argN:str, $ret, $duration, $status, $pid)");
     if (!why.empty()) fail(n, why);
     if (!allow_literal) fail(n, what + ": '" + n.Scalar() + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid or an integer)");
     ValueRef r;
@@ -233,11 +269,9 @@ class Parser {
     if (n["default"]) b.map_default = str(n["default"], "'default'");
     if (auto r = n["regex"]) {
       b.regex_src = str(r, "'regex'");
-      try {
-        b.regex.emplace(b.regex_src, std::regex::ECMAScript | std::regex::icase);
-      } catch (const std::regex_error& e) {
-        fail(r, "invalid regex '" + b.regex_src + "': " + e.what());
-      }
+      auto re = LabelRegex::compile(b.regex_src);
+      if (!re) fail(r, "invalid regex '" + b.regex_src + "': " + re.error().message + " (RE2 syntax)");
+      b.regex = *re;
       if (b.value.kind != ValueRef::Kind::ArgStr && b.value.kind != ValueRef::Kind::RetStr &&
           b.value.kind != ValueRef::Kind::Exception)
         fail(r, "'regex' needs a string value such as $arg2:str64");
@@ -355,7 +389,10 @@ class Parser {
     std::string lhs, op, rhs;
     in >> lhs >> op >> rhs;
     std::string rest;
-    if (lhs == "exception" && op.empty()) {  // Python: the call raised
+    if (!python_ctx_ && (lhs == "exception" || lhs == "$exception" || rhs == "None"))
+      fail(node, std::string("'") + (rhs == "None" ? "None" : "exception") +
+                     "' is for python: probes (native conditions compare ret, duration or argN with an integer)");
+    if (python_ctx_ && lhs == "exception" && op.empty()) {  // Python: the call raised
       r.lhs.kind = ValueRef::Kind::Exception;
       r.cmp = Cmp::Ne;
       r.rhs = 0;
@@ -364,10 +401,11 @@ class Parser {
     if (lhs.empty() || op.empty() || rhs.empty() || (in >> rest)) fail(node, "a condition is '<ret|duration|argN> <op> <value>', e.g. 'ret < 0' or 'duration > 100ms'");
     if (lhs[0] != '$') lhs = "$" + lhs;
     std::string why;
-    auto v = parse_value(lhs, &why);
+    auto v = parse_value(lhs, &why, python_ctx_);
     if (!v || !(v->kind == ValueRef::Kind::Ret || v->kind == ValueRef::Kind::Duration || v->kind == ValueRef::Kind::Arg ||
                 v->kind == ValueRef::Kind::ArgLen || v->kind == ValueRef::Kind::Exception))
-      fail(node, "a condition tests ret, duration or argN (Python also: exception, argN:len, ret:len), not '" +
+      fail(node, std::string("a condition tests ret, duration or argN") +
+                     (python_ctx_ ? " (Python also: exception, argN:len, ret:len, a parameter name)" : "") + ", not '" +
                      lhs.substr(1) + "'");
     r.lhs = *v;
     static const std::map<std::string, Cmp> ops{{"<", Cmp::Lt}, {"<=", Cmp::Le}, {"==", Cmp::Eq},
@@ -406,18 +444,20 @@ class Parser {
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
-    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "metrics", "python"});
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics", "python"});
     ProbeDef p;
     p.mark = mark(n);
     p.name = req_str(n, "name", "a probe");
     if (p.name.empty()) fail(n["name"], "a probe name cannot be empty");
     const std::string where = "probe '" + p.name + "'";
-    if (n["pid"]) p.pid = static_cast<int>(integer(n["pid"], "'pid'"));
+    if (n["pid"]) { p.pid = pid_value(n["pid"]); p.pid_mark = mark(n["pid"]); }
     if (auto py = n["python"]) {
       for (const char* k : {"binary", "function", "usdt", "offset", "exit"})
         if (n[k]) fail(n[k], where + ": '" + k + "' does not apply to a python: probe (the interpreter is found from the process)");
       p.python = python(py, where);
+      python_ctx_ = true;
       parse_probe_body(n, c, p, where);
+      python_ctx_ = false;
       return p;
     }
     p.binary = req_str(n, "binary", where);
@@ -430,9 +470,10 @@ class Parser {
       if (p.usdt.find(':') == std::string::npos) fail(n["usdt"], "'usdt' is provider:name");
       ++kinds;
     }
-    if (n["offset"]) { p.offset = static_cast<uint64_t>(integer(n["offset"], "'offset'")); p.function_mark = mark(n["offset"]); ++kinds; }
+    if (n["offset"]) { p.offset = offset_value(n["offset"]); p.function_mark = mark(n["offset"]); ++kinds; }
     if (kinds != 1) fail(n, where + " needs exactly one of 'function', 'usdt' or 'offset'");
     if (auto e = n["exit"]) {
+      p.exit_mark = mark(e);
       auto s = str(e, "'exit'");
       if (s == "return-sites") p.exit = ExitMethod::ReturnSites;
       else if (s == "uretprobe") p.exit = ExitMethod::Uretprobe;
@@ -483,6 +524,10 @@ class Parser {
 
   void parse_probe_body(const YAML::Node& n, const Config& c, ProbeDef& p, const std::string& where) {
     if (n["exception_status"]) p.exception_status = str(n["exception_status"], "'exception_status'");
+    if (auto a = n["abandoned_status"]) {
+      p.abandoned_status = str(a, "'abandoned_status'");
+      if (p.abandoned_status.empty()) fail(a, "'abandoned_status' names a status, e.g. error");
+    }
     if (auto s = n["status"]) {
       if (!s.IsSequence()) fail(s, "'status' must be a list of rules");
       for (const auto& r : s) {
@@ -496,6 +541,9 @@ class Parser {
     if (!m || !m.IsSequence() || m.size() == 0) fail(n, where + " needs a non-empty 'metrics' list");
     for (const auto& u : m) p.updates.push_back(update(u, c, p.name));
     if (p.updates.size() > 6) fail(m, "at most 6 metric updates per probe; split it into two probes on the same function");
+    if (!p.abandoned_status.empty() && !p.tracked())
+      fail(n["abandoned_status"], "'abandoned_status' needs a probe whose calls are followed to their end: an update at exit, "
+                                  "e.g. labels {status: $status}");
     if (!p.usdt.empty()) {
       auto exit_only = [](const ValueRef& v) {
         return v.kind == ValueRef::Kind::Ret || v.kind == ValueRef::Kind::Duration || v.kind == ValueRef::Kind::Status;
@@ -546,6 +594,7 @@ class Parser {
   }
 
   std::string file_;
+  bool python_ctx_ = false;  ///< parsing a python: probe: its values are allowed
 };
 
 }  // namespace
@@ -610,7 +659,7 @@ std::optional<int64_t> parse_duration_ns(const std::string& s) {
   return std::nullopt;
 }
 
-std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool python) {
   ValueRef r;
   if (s.empty()) return std::nullopt;
   if (s[0] != '$') {
@@ -628,7 +677,7 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
   std::string body = s.substr(1);
   if (body.size() > 4 && body.compare(body.size() - 4, 4, ":i32") == 0 &&
       (body.rfind("ret", 0) == 0 || body.rfind("arg", 0) == 0)) {
-    auto v = parse_value("$" + body.substr(0, body.size() - 4), why);
+    auto v = parse_value("$" + body.substr(0, body.size() - 4), why, python);
     if (!v || (v->kind != ValueRef::Kind::Ret && v->kind != ValueRef::Kind::Arg)) {
       if (why && (v || why->empty())) *why = "'" + s + "': ':i32' applies to $ret and integer arguments $argN only";
       return std::nullopt;
@@ -661,36 +710,41 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why) {
   if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
   if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }
   if (body == "pid") { r.kind = ValueRef::Kind::Pid; return r; }
-  if (head == "ret" && suffix == "len") { r.kind = ValueRef::Kind::Ret; r.len_of = true; return r; }
-  if (head == "ret" && is_str) { r.kind = ValueRef::Kind::RetStr; r.len = str_len(suffix); return r; }
-  if (head == "exception" && (suffix.empty() || is_str)) {
+  const std::string general =
+      "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid" +
+      (python ? "; Python also: $name, $argN:len, $ret:len, $ret:str, $exception)" : ")");
+  const std::string arg_help = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN" +
+                               std::string(python ? ", lengths $argN:len" : "");
+  if (python && head == "ret" && suffix == "len") { r.kind = ValueRef::Kind::Ret; r.len_of = true; return r; }
+  if (python && head == "ret" && is_str) { r.kind = ValueRef::Kind::RetStr; r.len = str_len(suffix); return r; }
+  if (python && head == "exception" && (suffix.empty() || is_str)) {
     r.kind = ValueRef::Kind::Exception;
     r.len = suffix.empty() ? 32 : str_len(suffix);
     return r;
   }
   auto with_suffix = [&](ValueRef v) -> std::optional<ValueRef> {
     if (suffix.empty()) { v.kind = ValueRef::Kind::Arg; return v; }
-    if (suffix == "len") { v.kind = ValueRef::Kind::ArgLen; return v; }
+    if (python && suffix == "len") { v.kind = ValueRef::Kind::ArgLen; return v; }
     if (is_str) { v.kind = ValueRef::Kind::ArgStr; v.len = str_len(suffix); return v; }
-    if (why) *why = "'" + s + "': unknown conversion ':" + suffix + "' (use :str, :strLEN, :i32, or :len for Python)";
+    if (why) *why = arg_help;
     return std::nullopt;
   };
   if (head.rfind("arg", 0) == 0 && head.size() == 4 && head[3] >= '1' && head[3] <= '6') {
     r.arg = head[3] - '0';
     return with_suffix(r);
   }
-  if (head.rfind("arg", 0) == 0 && head.size() > 3 && std::isdigit(static_cast<unsigned char>(head[3]))) {
-    if (why) *why = "'" + s + "' is not a value: arguments are $arg1 .. $arg6, strings $argN:str or $argN:strLEN";
+  if (head.rfind("arg", 0) == 0 && (head.size() == 3 || std::isdigit(static_cast<unsigned char>(head[3])))) {
+    if (why) *why = arg_help;
     return std::nullopt;
   }
   // A Python parameter by name ($request, $self): resolved against the function's source.
   const bool ident = !head.empty() && (std::isalpha(static_cast<unsigned char>(head[0])) || head[0] == '_') &&
                      std::all_of(head.begin(), head.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
-  if (ident && head != "ret" && head != "duration" && head != "status" && head != "pid") {
+  if (python && ident && head != "ret" && head != "duration" && head != "status" && head != "pid" && head != "exception") {
     r.name = head;
     return with_suffix(r);
   }
-  if (why) *why = "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid; Python: $name, $argN:len, $exception)";
+  if (why) *why = general;
   return std::nullopt;
 }
 

@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
+#include "common/label_regex.h"
 #include "common/result.h"
 
 namespace insa::config {
@@ -63,7 +63,7 @@ struct LabelBinding {
   std::map<int64_t, std::string> value_map;  ///< integer → name
   std::string map_default;                   ///< name for integers not in the map ("" = the number)
   std::string regex_src;                     ///< first capture group (or whole match) is the value
-  std::optional<std::regex> regex;
+  std::optional<LabelRegex> regex;          ///< RE2, case-insensitive
   bool drop_unmatched = false;  ///< series whose string does not match `regex` are not exported
   Mark mark;
 };
@@ -125,15 +125,24 @@ struct ProbeDef {
   std::vector<StatusRule> status;
   std::string default_status = "success";
   std::string exception_status = "error";
+  /// Status of a call that never returned (left by longjmp/siglongjmp, or its thread or
+  /// process ended): exit updates run with it, skipping $ret and $duration. Empty: such
+  /// calls only count in insa_exporter_abandoned_calls_total.
+  std::string abandoned_status;
   std::vector<Update> updates;
   std::optional<PythonDef> python;  ///< a Python probe: `binary`, `function`, `usdt`, `offset` unused
   Mark mark;
   Mark binary_mark, function_mark;
+  Mark exit_mark;  ///< where `exit:` was written (the probe's mark when absent)
+  Mark pid_mark;   ///< where `pid:` was written
   /// Needs entry/exit pairing: some update runs at exit or reads ret/duration/status.
   bool tracked() const;
 };
 
 /// A process whose lifecycle is exported (health, restarts).
+/// Largest PID the kernel can hand out on 64-bit (PID_MAX_LIMIT, include/linux/threads.h).
+inline constexpr uint64_t kPidMaxLimit = 4194304;
+
 struct WorkerDef {
   std::string name;
   std::string type;
@@ -163,6 +172,7 @@ Result<Config> load_config(const std::string& path);
 /// Parses "100ms", "2s", "1.5s", "250us", "10ns" to nanoseconds.
 std::optional<int64_t> parse_duration_ns(const std::string& s);
 /// Parses a value expression ($arg2, $ret, ...); nullopt when not an expression.
-std::optional<ValueRef> parse_value(const std::string& s, std::string* why);
+/// `python`: also the values of python: probes ($name, $argN:len, $ret:len, $ret:str, $exception).
+std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool python = false);
 
 }  // namespace insa::config

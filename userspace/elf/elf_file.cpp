@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -66,6 +67,20 @@ struct ElfFile::Impl {
   std::vector<Segment> segments;
   std::vector<Section> sections;
   std::vector<Symbol> functions;
+  std::vector<Fde> fdes;
+  std::string eh_frame_error;
+  std::string debug_file;
+  std::string cxx_runtime;
+  bool has_symtab = false;  // a .symtab with function symbols (not stripped)
+  uint64_t dev = 0, ino = 0;
+
+  /// Adds the function symbols of `from` (this file or its debug file).
+  void read_symbols(Elf* from,
+                    std::map<std::pair<std::string, uint64_t>, size_t>& seen);
+  /// Sets cxx_runtime from DT_NEEDED when a symbol did not already.
+  void read_cxx_runtime();
+  std::string build_id() const;
+  std::string find_debug_file(const std::string& debug_root) const;
 
   ~Impl() {
     if (elf) elf_end(elf);
@@ -82,12 +97,176 @@ struct ElfFile::Impl {
   }
 };
 
+void ElfFile::Impl::read_symbols(
+    Elf* from, std::map<std::pair<std::string, uint64_t>, size_t>& seen) {
+  for (Elf_Scn* scn = elf_nextscn(from, nullptr); scn;
+       scn = elf_nextscn(from, scn)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) continue;
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (!data || sh.sh_entsize == 0) continue;
+    size_t count = sh.sh_size / sh.sh_entsize;
+    for (size_t i = 0; i < count; ++i) {
+      GElf_Sym sym;
+      if (!gelf_getsym(data, static_cast<int>(i), &sym)) continue;
+      const char* n = elf_strptr(from, sh.sh_link, sym.st_name);
+      if (!n || !*n) continue;
+      if (cxx_runtime.empty()) {
+        for (const char* marker :
+             {"__gxx_personality_v0", "__cxa_throw", "__cxa_begin_catch"}) {
+          if (std::strcmp(n, marker) == 0) {
+            cxx_runtime = std::string(sym.st_shndx == SHN_UNDEF ? "imports " : "contains ") + marker;
+          }
+        }
+      }
+      if (GELF_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
+          sym.st_value == 0) {
+        continue;
+      }
+      if (sh.sh_type == SHT_SYMTAB) has_symtab = true;
+      bool global = GELF_ST_BIND(sym.st_info) != STB_LOCAL;
+      auto key =
+          std::make_pair(std::string(n), static_cast<uint64_t>(sym.st_value));
+      if (auto it = seen.find(key); it != seen.end()) {
+        functions[it->second].global |= global;
+        continue;
+      }
+      auto off = to_offset(sym.st_value);
+      if (!off) continue;  // not file-backed: nothing a uprobe could hit
+      Symbol s;
+      s.name = n;
+      s.demangled = demangle(s.name);
+      s.short_name = strip_parameters(s.demangled);
+      s.vaddr = sym.st_value;
+      s.size = sym.st_size;
+      s.file_offset = *off;
+      s.global = global;
+      seen.emplace(std::move(key), functions.size());
+      functions.push_back(std::move(s));
+    }
+  }
+}
+
+void ElfFile::Impl::read_cxx_runtime() {
+  // DT_NEEDED first: "needs libstdc++.so.6" says more than an imported symbol.
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn;
+       scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC) continue;
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (!data || sh.sh_entsize == 0) continue;
+    for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; ++i) {
+      GElf_Dyn dyn;
+      if (!gelf_getdyn(data, static_cast<int>(i), &dyn)) continue;
+      if (dyn.d_tag != DT_NEEDED) continue;
+      const char* n = elf_strptr(elf, sh.sh_link, dyn.d_un.d_val);
+      if (n && (std::strncmp(n, "libstdc++.so", 12) == 0 ||
+                std::strncmp(n, "libc++.so", 9) == 0)) {
+        cxx_runtime = std::string("needs ") + n;
+        return;
+      }
+    }
+  }
+}
+
+namespace {
+
+/// CRC-32 (IEEE 802.3, as zlib's crc32) of a file, for .gnu_debuglink.
+std::optional<uint32_t> file_crc32(const std::string& path) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  uint32_t crc = 0xffffffffu;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    for (std::streamsize i = 0; i < in.gcount(); ++i)
+      crc = table[(crc ^ static_cast<uint8_t>(buf[i])) & 0xff] ^ (crc >> 8);
+  }
+  return crc ^ 0xffffffffu;
+}
+
+}  // namespace
+
+std::string ElfFile::Impl::build_id() const {
+  for (const auto& sec : sections) {
+    if (sec.type != SHT_NOTE || sec.offset > raw_size ||
+        sec.size > raw_size - sec.offset)
+      continue;
+    const uint8_t* p = raw + sec.offset;
+    size_t left = sec.size;
+    while (left >= 12) {
+      uint32_t namesz, descsz, type;
+      std::memcpy(&namesz, p, 4);
+      std::memcpy(&descsz, p + 4, 4);
+      std::memcpy(&type, p + 8, 4);
+      size_t name_pad = (namesz + 3) & ~size_t{3}, desc_pad = (descsz + 3) & ~size_t{3};
+      if (12 + name_pad + desc_pad > left) break;
+      if (type == 3 /* NT_GNU_BUILD_ID */ && namesz == 4 &&
+          std::memcmp(p + 12, "GNU", 4) == 0) {
+        std::string id;
+        char b[3];
+        for (uint32_t i = 0; i < descsz; ++i) {
+          std::snprintf(b, sizeof b, "%02x", p[12 + name_pad + i]);
+          id += b;
+        }
+        return id;
+      }
+      p += 12 + name_pad + desc_pad;
+      left -= 12 + name_pad + desc_pad;
+    }
+  }
+  return "";
+}
+
+std::string ElfFile::Impl::find_debug_file(const std::string& debug_root) const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string id = build_id();
+  if (id.size() > 2) {
+    std::string p = debug_root + "/.build-id/" + id.substr(0, 2) + "/" +
+                    id.substr(2) + ".debug";
+    if (fs::is_regular_file(p, ec)) return p;
+  }
+  auto link = std::find_if(sections.begin(), sections.end(), [](const Section& x) {
+    return x.name == ".gnu_debuglink";
+  });
+  if (link == sections.end() || link->offset > raw_size ||
+      link->size > raw_size - link->offset || link->size < 8)
+    return "";
+  const char* name = reinterpret_cast<const char*>(raw + link->offset);
+  size_t len = strnlen(name, link->size);
+  if (len == 0 || len + 1 > link->size - 4) return "";
+  uint32_t want_crc = 0;
+  std::memcpy(&want_crc, raw + link->offset + ((len + 4) & ~size_t{3}), 4);
+  const std::string base(name, len);
+  if (base.find('/') != std::string::npos) return "";
+  const fs::path dir = fs::absolute(path, ec).parent_path();
+  for (const fs::path& p :
+       {dir / base, dir / ".debug" / base,
+        fs::path(debug_root + dir.string()) / base}) {
+    if (p == fs::absolute(path, ec) || !fs::is_regular_file(p, ec)) continue;
+    if (file_crc32(p.string()) == want_crc) return p.string();
+  }
+  return "";
+}
+
 ElfFile::ElfFile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ElfFile::ElfFile(ElfFile&&) noexcept = default;
 ElfFile& ElfFile::operator=(ElfFile&&) noexcept = default;
 ElfFile::~ElfFile() = default;
 
 const std::string& ElfFile::path() const { return impl_->path; }
+uint64_t ElfFile::device() const { return impl_->dev; }
+uint64_t ElfFile::inode() const { return impl_->ino; }
 bool ElfFile::is_dyn() const { return impl_->dyn; }
 const std::vector<Symbol>& ElfFile::functions() const {
   return impl_->functions;
@@ -95,6 +274,16 @@ const std::vector<Symbol>& ElfFile::functions() const {
 
 Result<uint64_t> ElfFile::vaddr_to_offset(uint64_t vaddr) const {
   return impl_->to_offset(vaddr);
+}
+
+Result<uint64_t> ElfFile::offset_to_vaddr(uint64_t offset) const {
+  for (const auto& s : impl_->segments) {
+    if (offset >= s.offset && offset - s.offset < s.filesz)
+      return s.vaddr + (offset - s.offset);
+  }
+  return Error{"offset " + hex(offset) + " is not in any loadable segment of '" +
+               impl_->path + "' (file size " + std::to_string(impl_->raw_size) +
+               ")"};
 }
 
 Result<std::span<const uint8_t>> ElfFile::bytes_at_offset(uint64_t offset,
@@ -124,6 +313,22 @@ std::optional<Section> ElfFile::section(std::string_view name) const {
   }
   return std::nullopt;
 }
+
+std::optional<Section> ElfFile::section_at(uint64_t vaddr) const {
+  for (const auto& s : impl_->sections) {
+    if ((s.flags & SHF_ALLOC) && s.vaddr != 0 && vaddr >= s.vaddr &&
+        vaddr - s.vaddr < s.size)
+      return s;
+  }
+  return std::nullopt;
+}
+
+const std::vector<Fde>& ElfFile::fdes() const { return impl_->fdes; }
+const std::string& ElfFile::eh_frame_error() const {
+  return impl_->eh_frame_error;
+}
+const std::string& ElfFile::debug_file() const { return impl_->debug_file; }
+const std::string& ElfFile::cxx_runtime() const { return impl_->cxx_runtime; }
 
 std::string demangle(const std::string& name) {
   if (name.rfind("_Z", 0) != 0) return name;
@@ -189,7 +394,8 @@ std::string strip_parameters(std::string_view d) {
   return std::string(name);
 }
 
-Result<ElfFile> ElfFile::open(const std::string& path) {
+Result<ElfFile> ElfFile::open(const std::string& path,
+                              const std::string& debug_root) {
   static const bool elf_ready = elf_version(EV_CURRENT) != EV_NONE;
   if (!elf_ready) return Error{"libelf is too old (elf_version failed)"};
 
@@ -210,6 +416,8 @@ Result<ElfFile> ElfFile::open(const std::string& path) {
     return Error::from_errno("cannot stat '" + path + "'");
   if (!S_ISREG(st.st_mode))
     return Error{"'" + path + "' is not a regular file", EINVAL};
+  impl->dev = st.st_dev;
+  impl->ino = st.st_ino;
 
   // ELF_C_READ (pread into our memory), never ELF_C_READ_MMAP: the kernel installs uprobe
   // breakpoints in every private mapping of a probed file that may execute, ours included,
@@ -252,9 +460,6 @@ Result<ElfFile> ElfFile::open(const std::string& path) {
   if (elf_getshdrstrndx(impl->elf, &shstrndx) != 0) {
     return Error{"'" + path + "' has no section name table: " + elf_errmsg(-1)};
   }
-  // (name, vaddr) -> index in functions: .symtab and .dynsym repeat exported
-  // symbols.
-  std::map<std::pair<std::string, uint64_t>, size_t> seen;
   for (Elf_Scn* scn = elf_nextscn(impl->elf, nullptr); scn;
        scn = elf_nextscn(impl->elf, scn)) {
     GElf_Shdr sh;
@@ -262,40 +467,40 @@ Result<ElfFile> ElfFile::open(const std::string& path) {
     const char* sname = elf_strptr(impl->elf, shstrndx, sh.sh_name);
     impl->sections.push_back({sname ? sname : "", sh.sh_type, sh.sh_flags,
                               sh.sh_addr, sh.sh_offset, sh.sh_size});
-    if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    if (!data || sh.sh_entsize == 0) continue;
-    size_t count = sh.sh_size / sh.sh_entsize;
-    for (size_t i = 0; i < count; ++i) {
-      GElf_Sym sym;
-      if (!gelf_getsym(data, static_cast<int>(i), &sym)) continue;
-      if (GELF_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
-          sym.st_value == 0) {
-        continue;
+  }
+  // (name, vaddr) -> index in functions: .symtab and .dynsym repeat exported
+  // symbols, and a debug file repeats .symtab.
+  std::map<std::pair<std::string, uint64_t>, size_t> seen;
+  impl->read_symbols(impl->elf, seen);
+  if (!impl->has_symtab) {
+    std::string dbg = impl->find_debug_file(debug_root);
+    if (!dbg.empty()) {
+      int dfd = ::open(dbg.c_str(), O_RDONLY | O_CLOEXEC);
+      Elf* d = dfd >= 0 ? elf_begin(dfd, ELF_C_READ, nullptr) : nullptr;
+      if (d && elf_kind(d) == ELF_K_ELF) {
+        impl->read_symbols(d, seen);
+        impl->debug_file = dbg;
       }
-      const char* n = elf_strptr(impl->elf, sh.sh_link, sym.st_name);
-      if (!n || !*n) continue;
-      bool global = GELF_ST_BIND(sym.st_info) != STB_LOCAL;
-      auto key =
-          std::make_pair(std::string(n), static_cast<uint64_t>(sym.st_value));
-      if (auto it = seen.find(key); it != seen.end()) {
-        impl->functions[it->second].global |= global;
-        continue;
-      }
-      auto off = impl->to_offset(sym.st_value);
-      if (!off) continue;  // not file-backed: nothing a uprobe could hit
-      Symbol s;
-      s.name = n;
-      s.demangled = demangle(s.name);
-      s.short_name = strip_parameters(s.demangled);
-      s.vaddr = sym.st_value;
-      s.size = sym.st_size;
-      s.file_offset = *off;
-      s.global = global;
-      seen.emplace(std::move(key), impl->functions.size());
-      impl->functions.push_back(std::move(s));
+      if (d) elf_end(d);
+      if (dfd >= 0) ::close(dfd);
     }
   }
+  if (auto eh = std::find_if(impl->sections.begin(), impl->sections.end(),
+                             [](const Section& x) {
+                               return x.name == ".eh_frame" &&
+                                      x.type == SHT_PROGBITS;
+                             });
+      eh != impl->sections.end()) {
+    if (eh->offset <= impl->raw_size && eh->size <= impl->raw_size - eh->offset) {
+      auto fdes = parse_eh_frame(
+          std::span<const uint8_t>(impl->raw + eh->offset, eh->size), eh->vaddr);
+      if (fdes) impl->fdes = std::move(*fdes);
+      else impl->eh_frame_error = fdes.error().message;
+    }
+  }
+  if (impl->cxx_runtime.empty() ||
+      impl->cxx_runtime.rfind("imports ", 0) == 0)
+    impl->read_cxx_runtime();
   std::sort(impl->functions.begin(), impl->functions.end(),
             [](const Symbol& a, const Symbol& b) {
               return std::tie(a.vaddr, a.name) < std::tie(b.vaddr, b.name);

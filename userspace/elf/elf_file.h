@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "elf/eh_frame.h"
 
 namespace insa::elf {
 
@@ -48,7 +49,14 @@ class ElfFile {
  public:
   /// Opens and indexes `path`. Fails with a one-line message when the file is
   /// missing or unreadable, is not ELF, or is not 64-bit x86_64.
-  static Result<ElfFile> open(const std::string& path);
+  ///
+  /// A stripped file's symbols are completed from its separate debug file when
+  /// one is installed: `<debug_root>/.build-id/xx/yyyy.debug` for its GNU
+  /// build-id, else the `.gnu_debuglink` name in the file's directory, its
+  /// `.debug/` subdirectory or `<debug_root>/<directory>/` (checked by build-id
+  /// or CRC32, as GDB does). Its `.eh_frame` FDEs are read either way.
+  static Result<ElfFile> open(const std::string& path,
+                              const std::string& debug_root = "/usr/lib/debug");
 
   ElfFile(ElfFile&&) noexcept;
   ElfFile& operator=(ElfFile&&) noexcept;
@@ -58,6 +66,10 @@ class ElfFile {
 
   /// The path this file was opened with.
   const std::string& path() const;
+  /// Device and inode of the file this object read (fstat of its descriptor): the
+  /// identity the attach step checks, so probes land in the file that was analysed.
+  uint64_t device() const;
+  uint64_t inode() const;
   /// True for ET_DYN (PIE executables and shared libraries).
   bool is_dyn() const;
 
@@ -75,6 +87,10 @@ class ElfFile {
   /// PT_LOAD segment whose file image contains it.
   Result<uint64_t> vaddr_to_offset(uint64_t vaddr) const;
 
+  /// Translates a file offset into the link-time virtual address a PT_LOAD
+  /// segment maps it to.
+  Result<uint64_t> offset_to_vaddr(uint64_t offset) const;
+
   /// `size` bytes of the file image at link-time address `vaddr`; fails when
   /// the range is not entirely backed by one PT_LOAD segment's file contents.
   Result<std::span<const uint8_t>> bytes_at_vaddr(uint64_t vaddr,
@@ -86,6 +102,23 @@ class ElfFile {
 
   /// The first section called `name`, if any.
   std::optional<Section> section(std::string_view name) const;
+
+  /// The allocated section whose address range contains `vaddr`, if any.
+  std::optional<Section> section_at(uint64_t vaddr) const;
+
+  /// The `.eh_frame` FDEs, sorted by address (empty when the file has none or
+  /// they cannot be parsed; see eh_frame_error()).
+  const std::vector<Fde>& fdes() const;
+  /// Why `.eh_frame` could not be read ("" when it was, or is absent).
+  const std::string& eh_frame_error() const;
+
+  /// The separate debug file whose symbols were merged in ("" when none).
+  const std::string& debug_file() const;
+
+  /// Why C++ exceptions can unwind through this file's code: it needs or
+  /// contains the C++ runtime ("needs libstdc++.so.6", "contains
+  /// __gxx_personality_v0"). Empty for C code.
+  const std::string& cxx_runtime() const;
 
  private:
   struct Impl;

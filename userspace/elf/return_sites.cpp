@@ -7,6 +7,8 @@
 #include <memory>
 #include <set>
 
+#include <elf.h>
+
 namespace insa::elf {
 
 namespace {
@@ -130,9 +132,62 @@ class Analyzer {
   }
 
   Error refuse(const std::string& why) const {
+    // Never point C++ code at a uretprobe: an exception unwinding through its
+    // trampoline ends in std::terminate.
+    const std::string advice =
+        file_.cxx_runtime().empty()
+            ? "probe a caller, count calls at entry only, or use 'exit: "
+              "uretprobe' (C code)"
+            : "probe a caller, or count calls at entry only";
     return Error{"cannot find the exits of '" + sym_.demangled + "' in '" +
-                 file_.path() + "': " + why +
-                 "; not probing it (use a uretprobe opt-in or a raw offset)"};
+                 file_.path() + "': " + why + "; not probing it (" + advice +
+                 ")"};
+  }
+
+  /// In a stripped file GCC's "<name>.cold" symbol is gone but its FDE is not.
+  /// A direct jump from the function to `target`, outside its known ranges, is
+  /// into an unnamed part of the same function when `target` is in the same
+  /// section, inside an FDE no symbol names, and that code is not a function
+  /// of its own: it is entered mid-range, or mid-frame (FDE rules at its start
+  /// are not an entry's), or it jumps back into the function, or it never
+  /// returns (a cold part ends in a throw or a jump back; a tail-called
+  /// function returns). Returns the decoded part, or nullptr.
+  std::unique_ptr<Decoded> unnamed_part(uint64_t target) {
+    const Fde* fde = fde_containing(file_.fdes(), target);
+    if (!fde) return nullptr;
+    auto here = file_.section_at(sym_.vaddr), there = file_.section_at(target);
+    if (!here || !there || here->name != there->name) return nullptr;
+    const uint64_t end = fde->begin + fde->size;
+    for (const auto& s : file_.functions()) {
+      if ((s.vaddr >= fde->begin && s.vaddr < end) ||
+          (target >= s.vaddr && target - s.vaddr < s.size))
+        return nullptr;
+    }
+    for (const auto& d : decoded_) {
+      if (d->range.vaddr < end && fde->begin < d->range.vaddr + d->range.size)
+        return nullptr;  // overlaps a part we have: not a separate piece
+    }
+    auto bytes = file_.bytes_at_vaddr(fde->begin, fde->size);
+    if (!bytes) return nullptr;
+    auto d = std::make_unique<Decoded>();
+    d->range = {fde->begin, fde->size, true, true};
+    d->insns.n = cs_disasm(h_, bytes->data(), bytes->size(), fde->begin, 0,
+                           &d->insns.v);
+    if (!d->insns.n) return nullptr;
+    const cs_insn& last = d->insns.v[d->insns.n - 1];
+    if (last.address + last.size != end) return nullptr;
+    bool has_ret = false, jumps_back = false;
+    for (size_t k = 0; k < d->insns.n; ++k) {
+      const cs_insn& i = d->insns.v[k];
+      const cs_x86& x = i.detail->x86;
+      if (i.id == X86_INS_RET) has_ret = true;
+      if (is_group(i, CS_GRP_JUMP) && x.op_count == 1 &&
+          x.operands[0].type == X86_OP_IMM && inside(x.operands[0].imm))
+        jumps_back = true;
+    }
+    const bool part = target != fde->begin || !fde->entry_state || jumps_back ||
+                      !has_ret;
+    return part ? std::move(d) : nullptr;
   }
 
   Result<void> decode(const CodeRange& r) {
@@ -244,12 +299,18 @@ class Analyzer {
   }
 
   Result<FunctionCode> run() {
-    if (sym_.size == 0) {
-      return refuse("the symbol has size 0 (no extent to decode)");
+    uint64_t size = sym_.size;
+    if (size == 0) {  // hand-written assembly often has no .size: ask .eh_frame
+      const Fde* fde = fde_containing(file_.fdes(), sym_.vaddr);
+      if (fde && fde->begin == sym_.vaddr) size = fde->size;
+    }
+    if (size == 0) {
+      return refuse("the symbol has size 0 and no .eh_frame FDE starts at it "
+                    "(no extent to decode)");
     }
     FunctionCode fc;
     fc.symbol = sym_;
-    fc.ranges.push_back({sym_.vaddr, sym_.size, false});
+    fc.ranges.push_back({sym_.vaddr, size, false});
     // GCC moves unlikely code to "<name>.cold" (same frame, own symbol; C parts
     // often carry size 0: then it extends to the next symbol).
     const auto& fns = file_.functions();
@@ -269,10 +330,25 @@ class Analyzer {
           return refuse("cannot bound its cold part '" + s.name + "'");
         size = next - s.vaddr;
       }
-      fc.ranges.push_back({s.vaddr, size, true});
+      fc.ranges.push_back({s.vaddr, size, true, false});
     }
     for (const auto& r : fc.ranges) {
       if (auto ok = decode(r); !ok) return ok.error();
+    }
+    // Unnamed parts (stripped files), found by following jumps; a part may
+    // jump on to another.
+    for (size_t n = 0; n < decoded_.size() && decoded_.size() < 16; ++n) {
+      for (size_t k = 0; k < decoded_[n]->insns.n; ++k) {
+        const cs_insn& i = decoded_[n]->insns.v[k];
+        const cs_x86& x = i.detail->x86;
+        if (!is_group(i, CS_GRP_JUMP) || x.op_count != 1 ||
+            x.operands[0].type != X86_OP_IMM || inside(x.operands[0].imm))
+          continue;
+        if (auto part = unnamed_part(x.operands[0].imm)) {
+          fc.ranges.push_back(part->range);
+          decoded_.push_back(std::move(part));
+        }
+      }
     }
 
     // Does the function take the address of its own code (computed goto)?
@@ -303,7 +379,8 @@ class Analyzer {
         auto add_exit = [&](ExitSite::Kind kind) -> Result<void> {
           auto off = file_.vaddr_to_offset(i.address);
           if (!off) return off.error();
-          fc.exits.push_back({i.address, *off, kind, d->range.cold, text(i)});
+          fc.exits.push_back({i.address, *off, kind, d->range.cold, text(i),
+                              d->range.unnamed});
           return {};
         };
         if (i.id == X86_INS_RET) {
@@ -480,6 +557,74 @@ EntrySite choose_entry_site(const std::vector<EntrySite>& candidates) {
     if (c.emulated) return c;
   }
   return candidates.front();
+}
+
+std::string CodeSpot::str() const {
+  std::string where = function.name.empty() ? "unnamed code at " + hex(function.vaddr)
+                                            : function.demangled;
+  if (vaddr != function.vaddr) where += "+" + hex(vaddr - function.vaddr);
+  return where + ": " + insn_text;
+}
+
+Result<CodeSpot> check_code_offset(const ElfFile& file, uint64_t offset) {
+  auto vaddr = file.offset_to_vaddr(offset);
+  if (!vaddr) return vaddr.error();
+  auto sec = file.section_at(*vaddr);
+  if (!sec || !(sec->flags & SHF_EXECINSTR)) {
+    return Error{"offset " + hex(offset) + " of '" + file.path() + "' is not code (section " +
+                 (sec ? "'" + sec->name + "'" : std::string("none")) + ")"};
+  }
+  CodeSpot spot;
+  for (const auto& s : file.functions()) {
+    if (*vaddr >= s.vaddr && *vaddr - s.vaddr < s.size) {
+      spot.function = s;
+      break;
+    }
+  }
+  if (spot.function.size == 0) {
+    const Fde* fde = fde_containing(file.fdes(), *vaddr);
+    if (!fde) {
+      return Error{"offset " + hex(offset) + " of '" + file.path() +
+                   "' is in no function known by a symbol or an .eh_frame FDE, so "
+                   "instruction boundaries cannot be checked"};
+    }
+    spot.function.vaddr = fde->begin;
+    spot.function.size = fde->size;
+  }
+  Disassembler dis;
+  if (!dis.handle()) return Error{"cannot initialise the Capstone x86-64 disassembler"};
+  auto bytes = file.bytes_at_vaddr(spot.function.vaddr, *vaddr - spot.function.vaddr + 16);
+  if (!bytes) bytes = file.bytes_at_vaddr(spot.function.vaddr, *vaddr - spot.function.vaddr + 1);
+  if (!bytes) return bytes.error();
+  const uint8_t* code = bytes->data();
+  size_t left = bytes->size();
+  uint64_t at = spot.function.vaddr;
+  cs_insn* insn = cs_malloc(dis.handle());
+  std::string where_fn = spot.function.name.empty() ? "the code at " + hex(spot.function.vaddr)
+                                                    : "'" + spot.function.demangled + "'";
+  Result<CodeSpot> out = Error{""};
+  while (true) {
+    const uint64_t this_insn = at;
+    if (!cs_disasm_iter(dis.handle(), &code, &left, &at, insn)) {
+      out = Error{"offset " + hex(offset) + " is in " + where_fn + ", whose bytes at " + hex(this_insn) +
+                  " do not decode as x86-64 instructions"};
+      break;
+    }
+    if (this_insn == *vaddr) {
+      spot.vaddr = *vaddr;
+      spot.insn_text = text(*insn);
+      out = spot;
+      break;
+    }
+    if (at > *vaddr) {
+      out = Error{"offset " + hex(offset) + " is not an instruction boundary: it is byte " +
+                  std::to_string(*vaddr - this_insn) + " of '" + text(*insn) + "' at " + hex(this_insn) + " in " +
+                  where_fn + " (a breakpoint there would corrupt the instruction)"};
+      break;
+    }
+  }
+  cs_free(insn, 1);
+  return out;
 }
 
 Result<FunctionCode> analyze_function(const ElfFile& file, const Symbol& sym) {

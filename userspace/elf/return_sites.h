@@ -38,6 +38,7 @@ struct ExitSite {
   Kind kind = Kind::Ret;
   bool cold = false;      ///< in the function's split-off ".cold" part
   std::string insn_text;  ///< e.g. "jmp 0x1720"
+  bool unnamed = false;   ///< in a cold part known only by its .eh_frame FDE
 };
 
 /// A place where the entry uprobe may go instead of the first instruction.
@@ -56,6 +57,9 @@ struct CodeRange {
   uint64_t vaddr = 0;
   uint64_t size = 0;
   bool cold = false;  ///< GCC's "<name>.cold" part (hot/cold splitting)
+  /// Found through .eh_frame, not a symbol (stripped file): an FDE no symbol
+  /// names, reached by a jump from the function (see analyze_function).
+  bool unnamed = false;
 };
 
 /// What analyze_function found. `exits` is empty only when `noreturn`.
@@ -74,7 +78,12 @@ struct FunctionCode {
 /// exits: every ret; every direct jmp leaving the function (tail call); every
 /// indirect jmp that is not a jump-table dispatch inside the function (tail
 /// call through a pointer or the GOT). Jumps into the function's own .cold part
-/// are internal.
+/// are internal, whether the part is named by a symbol (".cold", also from a
+/// separate debug file) or, in a stripped file, only by its .eh_frame FDE: an
+/// FDE in the same section that no symbol names, reached by a jump from the
+/// function, and not a function of its own (entered mid-range or mid-frame,
+/// jumps back into the function, or never returns). A symbol of size 0 takes
+/// the size of the FDE that starts at it.
 ///
 /// Refuses, with the reason, rather than guess when: the size is 0; any byte
 /// fails to decode; an indirect jmp looks like a table dispatch it cannot
@@ -90,6 +99,22 @@ struct FunctionCode {
 /// arguments), or instruction that is a jump target; in functions with a jump
 /// table only offset 0 is offered.
 Result<FunctionCode> analyze_function(const ElfFile& file, const Symbol& sym);
+
+/// Where a raw uprobe offset lands, for messages ("insa_fx::boom(int)+0x4:
+/// mov eax, edi").
+struct CodeSpot {
+  uint64_t vaddr = 0;
+  Symbol function;      ///< the containing function (name empty: an unnamed FDE)
+  std::string insn_text;
+  std::string str() const;
+};
+
+/// Checks that file offset `offset` may take a uprobe: inside the file, in an
+/// executable section, inside a function (symbol, else .eh_frame FDE) whose
+/// code decodes from its start up to `offset`, and on the first byte of an
+/// instruction. A breakpoint in the middle of an instruction corrupts it (the
+/// worker dies of SIGSEGV or SIGILL), so anything unsure is refused.
+Result<CodeSpot> check_code_offset(const ElfFile& file, uint64_t offset);
 
 /// Whether the x86 uprobe code emulates `insn` instead of single-stepping a
 /// copy of it out of line (an extra trap). From arch/x86/kernel/uprobes.c:

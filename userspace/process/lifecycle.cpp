@@ -2,6 +2,7 @@
 #include "process/lifecycle.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,6 +91,21 @@ int Lifecycle::observe(uint32_t pid, const std::string& exe, const std::string& 
     ++w.unclaimed_starts;  // its predecessor's exit event has not been read yet
   }
   return i;
+}
+
+void Lifecycle::started(uint32_t pid, uint64_t dev, uint64_t ino) {
+  std::string exe;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& w : workers_) {
+      struct stat st {};
+      if (stat(w.binary.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+        exe = w.binary;
+        break;
+      }
+    }
+  }
+  if (!exe.empty()) observe(pid, exe);
 }
 
 void Lifecycle::scan(const std::string& proc_root) {

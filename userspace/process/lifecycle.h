@@ -48,6 +48,9 @@ class Lifecycle {
   int observe(uint32_t pid, const std::string& exe, const std::string& script = "");
   /// Scans /proc (or `proc_root` in tests) for worker processes.
   void scan(const std::string& proc_root = "/proc");
+  /// A process exec'd the file (dev, ino): counts as a start when that file is a
+  /// worker's binary, even if the process is gone before the next scan.
+  void started(uint32_t pid, uint64_t dev, uint64_t ino);
   /// A process exited with a wait status.
   void exited(uint32_t pid, int wait_status);
 

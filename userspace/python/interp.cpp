@@ -100,9 +100,10 @@ std::optional<T> read_at(const elf::ElfFile& f, uint64_t vaddr) {
   return v;
 }
 
-/// _Py_DebugOffsets (3.13+) at the start of _PyRuntime, as initialized in the file.
-Result<void> check_debug_offsets(const elf::ElfFile& f, uint64_t runtime, const VersionTable& t,
-                                 const std::string& path) {
+/// _Py_DebugOffsets (3.13+) at the start of _PyRuntime, as initialized in the file: the
+/// offsets it publishes replace the table's (a later 3.13.x may move fields); a
+/// free-threaded build is refused.
+Result<void> apply_debug_offsets(const elf::ElfFile& f, uint64_t runtime, VersionTable& t, const std::string& path) {
   auto b = f.bytes_at_vaddr(runtime, 8 * 64);
   if (!b) return Error{path + ": cannot read _Py_DebugOffsets from _PyRuntime"};
   auto u64 = [&](size_t i) {
@@ -119,27 +120,23 @@ Result<void> check_debug_offsets(const elf::ElfFile& f, uint64_t runtime, const 
   // threads_head, 9 more}, thread_state{size, prev, next, interp, current_frame, thread_id,
   // native_thread_id, datastack_chunk, status}, interpreter_frame{size, previous, executable,
   // instr_ptr, localsplus, owner}, code_object{size, filename, name, qualname, ...}.
-  struct Want {
-    const char* what;
+  struct Field {
     size_t index;
-    uint64_t expect;
+    uint16_t* into;
   };
-  const auto& l = t.layout;
-  const Want want[] = {
-      {"runtime.interpreters_head", 5, t.interp_head},
-      {"interpreter.threads_head", 9, t.threads_head},
-      {"thread.current_frame", 23, t.tstate_frame},
-      {"frame.executable", 30, l.frame_code},
-      {"frame.instr_ptr", 31, l.frame_instr},
-      {"frame.localsplus", 32, l.frame_localsplus},
-      {"frame.owner", 33, l.frame_owner},
-      {"code.filename", 35, l.code_filename},
-      {"code.qualname", 37, l.code_qualname},
+  auto& l = t.layout;
+  uint16_t tstate_next = 8;
+  const Field fields[] = {
+      {5, &t.interp_head},      {9, &t.threads_head},       {21, &tstate_next},        {23, &t.tstate_frame},
+      {25, &t.tstate_tid},      {30, &l.frame_code},        {31, &l.frame_instr},      {32, &l.frame_localsplus},
+      {33, &l.frame_owner},     {35, &l.code_filename},     {37, &l.code_qualname},
   };
-  for (const auto& w : want)
-    if (u64(w.index) != w.expect)
-      return Error{path + ": _Py_DebugOffsets " + w.what + " is " + std::to_string(u64(w.index)) + ", expected " +
-                   std::to_string(w.expect) + ": an unknown build of this version; not probing it"};
+  for (const auto& fl : fields) {
+    uint64_t v = u64(fl.index);
+    if (v > 0xffff) return Error{path + ": implausible _Py_DebugOffsets (" + std::to_string(v) + "); not probing it"};
+    *fl.into = static_cast<uint16_t>(v);
+  }
+  if (tstate_next != 8) return Error{path + ": unexpected thread-state layout in _Py_DebugOffsets; not probing it"};
   return {};
 }
 
@@ -213,10 +210,12 @@ Result<Interpreter> inspect(const std::string& path) {
   auto v = read_at<uint32_t>(*f, ver->vaddr);
   if (!v) return Error{path + ": cannot read Py_Version"};
   in.version = *v;
-  const auto* t = table_for(in.version);
-  if (!t)
+  const auto* known = table_for(in.version);
+  if (!known)
     return Error{path + ": CPython " + in.version_str() + " is not supported (supported: " + supported_versions() +
                  "); its frame layout is unknown, so it is not guessed"};
+  VersionTable table = *known;
+  const auto* t = &table;
   if (path.find("python3." + std::to_string(t->minor) + "t") != std::string::npos)
     return Error{path + ": a free-threaded (no-GIL) CPython build is not supported"};
   auto off = f->vaddr_to_offset(eval->vaddr);
@@ -232,8 +231,13 @@ Result<Interpreter> inspect(const std::string& path) {
   auto rt = find_symbol(*f, "_PyRuntime");
   if (!rt) return Error{path + ": no _PyRuntime symbol"};
   in.runtime_vaddr = rt->vaddr;
-  if (t->minor >= 13)
-    if (auto r = check_debug_offsets(*f, rt->vaddr, *t, path); !r) return r.error();
+  if (t->minor >= 13) {
+    if (auto r = apply_debug_offsets(*f, rt->vaddr, table, path); !r) return r.error();
+    uint64_t none_delta = in.layout.none_delta;
+    in.layout = table.layout;  // frame and code offsets as the file publishes them
+    in.layout.version = in.version;
+    in.layout.none_delta = static_cast<int64_t>(none_delta);
+  }
   auto& l = in.layout;
   l.runtime = rt->vaddr;
   l.gilstate_tstate = t->gilstate;
@@ -258,8 +262,8 @@ Result<Interpreter> inspect(const std::string& path) {
 }
 
 Result<void> verify_live(int pid, const Interpreter& in, uint64_t base) {
-  const auto* t = table_for(in.version);
-  if (!t) return Error{"unsupported version"};
+  const auto& l = in.layout;
+  const bool v311 = ((in.version >> 16) & 0xff) == 11;
   int fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error::from_errno("pid " + std::to_string(pid) + ": cannot read its memory");
   auto rd = [&](uint64_t addr, void* out, size_t n) { return pread(fd, out, n, static_cast<off_t>(addr)) == ssize_t(n); };
@@ -268,14 +272,14 @@ Result<void> verify_live(int pid, const Interpreter& in, uint64_t base) {
     return rd(addr, &v, 8) ? v : 0;
   };
   std::string fail;
-  uint64_t interp = rd64(base + in.runtime_vaddr + t->interp_head);
-  uint64_t tstate = interp ? rd64(interp + t->threads_head) : 0;
+  uint64_t interp = rd64(base + in.runtime_vaddr + l.interp_head);
+  uint64_t tstate = interp ? rd64(interp + l.threads_head) : 0;
   // Walk the threads: one of them is running Python (has a current frame).
   bool checked = false;
   for (int i = 0; tstate && i < 64 && !checked; ++i, tstate = rd64(tstate + 8)) {
-    uint64_t frame = t->cframe_frame >= 0 ? rd64(rd64(tstate + t->tstate_frame) + t->cframe_frame)
-                                          : rd64(tstate + t->tstate_frame);
-    for (int depth = 0; frame && depth < 64; ++depth, frame = rd64(frame + (t->minor == 11 ? 48 : 8))) {
+    uint64_t frame = l.cframe_frame >= 0 ? rd64(rd64(tstate + l.tstate_frame) + l.cframe_frame)
+                                         : rd64(tstate + l.tstate_frame);
+    for (int depth = 0; frame && depth < 64; ++depth, frame = rd64(frame + (v311 ? 48 : 8))) {
       uint8_t owner = 0;
       rd(frame + in.layout.frame_owner, &owner, 1);
       if (owner == 3) continue;  // a C-stack shim frame (3.12+)

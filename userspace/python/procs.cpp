@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -42,15 +43,19 @@ bool parse_cmdline(const std::vector<std::string>& argv, std::string* script, st
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& a = argv[i];
     if (a == "--") {
-      if (i + 1 < argv.size()) *script = argv[i + 1];
+      if (i + 1 < argv.size() && argv[i + 1] != "-") *script = argv[i + 1];
       return !script->empty();
     }
-    if (a.size() < 2 || a[0] != '-') {
+    if (a.empty() || a == "-") return false;  // no script, or the program comes from stdin
+    if (a[0] != '-') {
       *script = a;
       return true;
     }
-    if (a == "-") return false;  // stdin
-    if (a[1] == '-') continue;   // --check-hash-based-pycs needs a value, rare; other long options
+    if (a[1] == '-') {
+      // The one long option with a separate value (python3 --help); the others are flags.
+      if (a == "--check-hash-based-pycs") ++i;
+      continue;
+    }
     // Short options may be grouped (-uBm mod).
     for (size_t k = 1; k < a.size(); ++k) {
       char o = a[k];
@@ -123,6 +128,12 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
       break;
     }
   }
+  // A container: its own mount namespace or root directory; its files are reached through
+  // /proc/PID/root (the kernel resolves that link in the process's namespace).
+  const std::string my_ns = read_link(proc_root + "/self/ns/mnt"), its_ns = read_link(dir + "/ns/mnt");
+  const std::string its_root = read_link(dir + "/root");
+  if ((!its_ns.empty() && !my_ns.empty() && its_ns != my_ns) || (!its_root.empty() && its_root != "/"))
+    p.root = dir + "/root";
   if (!parse_cmdline(argv, &p.script, &p.module)) return p;
   if (!p.script.empty()) {
     if (p.script[0] == '/') {
@@ -131,6 +142,8 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
       std::string cwd = read_link(dir + "/cwd");
       p.script_path = cwd.empty() ? p.script : cwd + "/" + p.script;
     }
+    // "python3 ./w.py" or "../app/w.py": the path as a config names it (/srv/app/w.py).
+    p.script_path = std::filesystem::path(p.script_path).lexically_normal().string();
   }
   return p;
 }

@@ -18,6 +18,11 @@ struct PyProcess {
   std::string module;       ///< `-m module`
   std::string interpreter;  ///< file with _PyEval_EvalFrameDefault (libpython or the executable)
   uint64_t interpreter_base = 0;  ///< load bias of that file in the process (0: non-PIE executable)
+  /// "/proc/PID/root" when the process sees other files than the exporter (another mount
+  /// namespace or root: a container), else "". Paths above are the process's own view.
+  std::string root;
+  /// A path of the process's view, opened from the exporter: through its root when needed.
+  std::string host_path(const std::string& own) const { return root + own; }
 };
 
 /// Parses a Python command line (argv) into script / module. Returns false when

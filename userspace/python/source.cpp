@@ -14,25 +14,79 @@ struct Scope {
   int func = -1;     ///< index of the function this scope is the body of
 };
 
-/// Strips a comment and string literals well enough to count brackets.
-std::string code_part(const std::string& line) {
-  std::string out;
-  char quote = 0;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quote) {
-      if (c == '\\') ++i;
-      else if (c == quote) quote = 0;
-      continue;
+/// One logical line: a statement, joined across bracket, backslash and
+/// triple-quoted string continuations, with comments dropped and string
+/// contents blanked ("..." becomes ""), so that `def`, `yield` or an indent
+/// inside a string or a continuation line is never taken for code.
+struct Logical {
+  int line = 0;    ///< 1-based, where the statement starts
+  int indent = 0;  ///< of its first physical line
+  std::string code;
+};
+
+std::vector<Logical> logical_lines(const std::string& text) {
+  std::vector<Logical> out;
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  Logical cur;
+  bool open = false;   // inside a logical line
+  int depth = 0;       // open brackets
+  std::string triple;  // the delimiter of an open triple-quoted string
+  while (std::getline(in, line)) {
+    ++lineno;
+    size_t i = 0;
+    if (!open) {
+      auto first = line.find_first_not_of(" \t\f\r");
+      if (first == std::string::npos || line[first] == '#') continue;
+      cur = Logical{lineno, static_cast<int>(first), ""};
+      open = true;
+      depth = 0;
+      i = first;
     }
-    if (c == '#') break;
-    if (c == '\'' || c == '"') {
-      quote = c;
-      out += c;
-      continue;
+    bool backslash = false;
+    for (; i < line.size(); ++i) {
+      const char c = line[i];
+      if (!triple.empty()) {
+        if (c == '\\')
+          ++i;
+        else if (line.compare(i, 3, triple) == 0) {
+          triple.clear();
+          i += 2;
+          cur.code += '"';
+        }
+        continue;
+      }
+      if (c == '#') break;
+      if (c == '\'' || c == '"') {
+        if (i + 2 < line.size() && line[i + 1] == c && line[i + 2] == c) {
+          triple.assign(3, c);
+          i += 2;
+          cur.code += '"';
+          continue;
+        }
+        size_t j = i + 1;
+        while (j < line.size() && line[j] != c) j += line[j] == '\\' ? 2 : 1;
+        cur.code += "\"\"";
+        i = j;
+        continue;
+      }
+      if (c == '(' || c == '[' || c == '{') ++depth;
+      if (c == ')' || c == ']' || c == '}') --depth;
+      if (c == '\\' && line.find_first_not_of(" \t\r", i + 1) == std::string::npos) {
+        backslash = true;
+        break;
+      }
+      cur.code += c;
     }
-    out += c;
+    if (triple.empty() && depth <= 0 && !backslash) {
+      out.push_back(std::move(cur));
+      open = false;
+    } else {
+      cur.code += ' ';
+    }
   }
+  if (open) out.push_back(std::move(cur));  // unterminated at end of file
   return out;
 }
 
@@ -53,8 +107,10 @@ std::vector<std::string> split_params(const std::string& s) {
   for (char c : s) {
     if (c == '(' || c == '[' || c == '{') ++depth;
     if (c == ')' || c == ']' || c == '}') --depth;
-    if (c == ',' && depth == 0) flush();
-    else cur += c;
+    if (c == ',' && depth == 0)
+      flush();
+    else
+      cur += c;
   }
   flush();
   return out;
@@ -63,67 +119,44 @@ std::vector<std::string> split_params(const std::string& s) {
 }  // namespace
 
 std::vector<PyFunction> scan_source(const std::string& text) {
-  static const std::regex def_re(R"(^(\s*)(async\s+)?def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\()");
-  static const std::regex class_re(R"(^(\s*)class\s+([A-Za-z_][A-Za-z0-9_]*)\b)");
+  static const std::regex def_re(R"(^(async\s+)?def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\()");
+  static const std::regex class_re(R"(^class\s+([A-Za-z_][A-Za-z0-9_]*)\b)");
   static const std::regex yield_re(R"(\byield\b)");
   std::vector<PyFunction> out;
   std::vector<Scope> scopes;
-  std::istringstream in(text);
-  std::string line;
-  int lineno = 0;
-  std::string pending;  // a def whose parameter list spans lines
-  int pending_func = -1;
-  int paren = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (pending_func >= 0) {
-      std::string c = code_part(line);
-      for (char ch : c) {
-        if (ch == '(') ++paren;
-        if (ch == ')' && --paren == 0) break;
-        pending += ch;
-      }
-      if (paren == 0) {
-        out[pending_func].params = split_params(pending);
-        pending_func = -1;
-      }
-      continue;
-    }
-    auto first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == '#') continue;
-    int indent = static_cast<int>(first);
-    while (!scopes.empty() && indent <= scopes.back().indent) scopes.pop_back();
-    std::string prefix = scopes.empty() ? "" : scopes.back().qual;
+  for (const auto& l : logical_lines(text)) {
+    while (!scopes.empty() && l.indent <= scopes.back().indent) scopes.pop_back();
+    const std::string prefix = scopes.empty() ? "" : scopes.back().qual;
     std::smatch m;
-    if (std::regex_search(line, m, def_re)) {
+    if (std::regex_search(l.code, m, def_re)) {
       PyFunction f;
-      f.qualname = prefix + m[3].str();
-      f.line = lineno;
-      f.is_async = m[2].matched;
-      out.push_back(f);
-      int idx = static_cast<int>(out.size() - 1);
-      scopes.push_back({indent, f.qualname + ".<locals>.", idx});
-      // Parameters from the opening parenthesis on.
-      std::string rest = code_part(line.substr(static_cast<size_t>(m.position(0) + m.length(0))));
-      paren = 1;
-      pending.clear();
-      for (char ch : rest) {
-        if (ch == '(') ++paren;
-        if (ch == ')' && --paren == 0) break;
-        pending += ch;
+      f.qualname = prefix + m[2].str();
+      f.line = l.line;
+      f.is_async = m[1].matched;
+      // Parameters: up to the parenthesis that closes the opening one.
+      size_t i = static_cast<size_t>(m.position(0) + m.length(0));
+      int paren = 1;
+      std::string params;
+      for (; i < l.code.size(); ++i) {
+        if (l.code[i] == '(') ++paren;
+        if (l.code[i] == ')' && --paren == 0) break;
+        params += l.code[i];
       }
-      if (paren == 0) out[idx].params = split_params(pending);
-      else pending_func = idx;
+      f.params = split_params(params);
+      // A body on the same line (`def g(): yield 1`).
+      if (i < l.code.size()) f.is_generator = std::regex_search(l.code.substr(i), yield_re);
+      out.push_back(f);
+      scopes.push_back({l.indent, f.qualname + ".<locals>.", static_cast<int>(out.size() - 1)});
       continue;
     }
-    if (std::regex_search(line, m, class_re)) {
-      scopes.push_back({indent, prefix + m[2].str() + ".", -1});
+    if (std::regex_search(l.code, m, class_re)) {
+      scopes.push_back({l.indent, prefix + m[1].str() + ".", -1});
       continue;
     }
-    if (std::regex_search(code_part(line), yield_re)) {
+    if (std::regex_search(l.code, yield_re)) {
       for (auto it = scopes.rbegin(); it != scopes.rend(); ++it)
         if (it->func >= 0) {
-          out[it->func].is_generator = true;
+          out[static_cast<size_t>(it->func)].is_generator = true;
           break;
         }
     }

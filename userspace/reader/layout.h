@@ -21,4 +21,5 @@ static_assert(offsetof(insa_action, bounds) == 40 + 4 * INSA_MAX_LABELS);
 static_assert(sizeof(insa_action) == 40 + 4 * INSA_MAX_LABELS + 8 * INSA_MAX_BUCKETS);
 static_assert(offsetof(insa_probe_spec, rules) == 24);
 static_assert(sizeof(insa_exit_event) == 24);
+static_assert(sizeof(insa_exec_event) == 32);  // the ring buffer tells the two apart by size
 static_assert(sizeof(insa_span_key) == 16);
