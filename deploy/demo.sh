@@ -48,7 +48,8 @@ start_exporter() {
   build/insa-exporter --config.file "$1" --web.listen-address ":$2" 2>"$3" &
   pids+=($!)
   for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$2/-/ready" >/dev/null && return 0
+    # /metrics, not /-/ready: a Python probe is attached once a process of its script runs.
+    curl -sf "http://127.0.0.1:$2/metrics" >/dev/null && return 0
     if ! kill -0 "${pids[-1]}" 2>/dev/null; then cat "$3"; exit 1; fi
     sleep 0.2
   done

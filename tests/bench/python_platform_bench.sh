@@ -59,7 +59,7 @@ round() {  # round MODE -> prints the py_load line
     "$BUILD_DIR/insa-exporter" --config.file "$work/$mode.yaml" --web.listen-address "127.0.0.1:$PORT" \
       >"$work/exporter.log" 2>&1 &
     exp=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/-/ready" >/dev/null && break; sleep 0.1; done
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/metrics" >/dev/null && break; sleep 0.1; done
   fi
   "$PY" "$work/s/agent_message_bus.py" --run-dir "$work/run" >/dev/null 2>&1 & local bus=$!
   for _ in $(seq 100); do [[ -S $work/run/bus.sock ]] && break; sleep 0.05; done

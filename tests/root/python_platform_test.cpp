@@ -106,6 +106,18 @@ class PythonPlatform : public ::testing::Test {
   config::Config cfg_;
 };
 
+/// Waits until the exporter serves /metrics. Not /-/ready: that stays 503 until every probe
+/// is attached, and a Python probe attaches when a process of its script runs.
+bool wait_serving(Exporter& exp, int seconds = 20) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (http_get(exp.port(), "/metrics").first == 200) return true;
+    if (!exp.child().running()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 /// Waits for `c` to exit (at most `seconds`); true if it did.
 bool wait_exit(const Child& c, int seconds) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -134,7 +146,7 @@ TEST_F(PythonPlatform, AllThirtyFamiliesEqualGroundTruthAndOutputUnchanged) {
   }
 
   Exporter exp(config_, kPort);
-  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  ASSERT_TRUE(wait_serving(exp)) << exp.log();
   const std::string run = work_ + "/run";
   const std::string platform_log = work_ + "/platform.log";
   Child p = platform("test", run, workload, platform_log);
@@ -281,7 +293,7 @@ TEST_F(PythonPlatform, AllThirtyFamiliesEqualGroundTruthAndOutputUnchanged) {
 // supervisor's own record.
 TEST_F(PythonPlatform, KilledWorkerRestartCountedAndHealthy) {
   Exporter exp(config_, kPort + 1);
-  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  ASSERT_TRUE(wait_serving(exp)) << exp.log();
   const std::string run = work_ + "/demo";
   Child p = platform("demo", run, {"--seed", "3", "--rate", "20", "--restart-after", "0"}, work_ + "/demo.log");
   GroupKiller killer{p.pid()};
