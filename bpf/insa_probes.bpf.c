@@ -642,6 +642,15 @@ struct {
 	__type(value, struct insa_py_code_val);
 } py_codes SEC(".maps");
 
+/* Which targets a hooked process may match (insa_shared.h): two probes on the same
+ * function of a shared module, one per script, each count only their own processes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, INSA_MAX_PY_PIDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} py_pid_targets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -793,9 +802,13 @@ static __always_inline int py_match(const struct insa_py_layout *L, __u64 code, 
 	if (bpf_probe_read_user_str(s->file, sizeof(s->file), (const void *)(f + skip)) < 0)
 		return -1;
 	flen -= skip;
+	__u32 *allowed = bpf_map_lookup_elem(&py_pid_targets, &tgid);
+	__u32 mask = allowed ? *allowed : ~0u;
 	for (__u32 i = 0; i < INSA_MAX_PY_TARGETS; i++) {
 		if (i >= py_ntargets)
 			break;
+		if (!(mask & (1u << i)))
+			continue;
 		const struct insa_py_target *t = bpf_map_lookup_elem(&py_targets, &i);
 		if (py_target_matches(t, s, qlen, flen, tgid))
 			return i;

@@ -206,7 +206,10 @@ struct insa_exit_event {
  * file suffix) and the decision cached per (process, code object).
  */
 #define INSA_MAX_PY_LAYOUTS 16
-#define INSA_MAX_PY_TARGETS 32
+#define INSA_MAX_PY_TARGETS 32 /* also the bits of a py_pid_targets mask (__u32) */
+/* py_pid_targets: tgid -> __u32 mask of the py_targets a process may match (bit i =
+ * target i: the probes whose script/module/pid select it). No entry: every target. */
+#define INSA_MAX_PY_PIDS 4096
 #define INSA_PY_NAME 64        /* qualname and file suffix bytes, NUL included */
 #define INSA_PY_STACK 16       /* open matched frames per thread */
 

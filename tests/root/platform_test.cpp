@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "harness.h"
+#include "platform_check.h"
 
 namespace insa::testing {
 namespace {
@@ -26,135 +27,9 @@ namespace fs = std::filesystem;
 
 constexpr int kPort = 19410;
 
-/// The seed catalogue: family → type. Label names are checked through the series keys,
-/// which the truth files write in the seed's label order.
-const std::map<std::string, std::string> kSeedFamilies{
-    {"insa_agent_requests_total", "counter"},
-    {"insa_agent_request_duration_seconds", "histogram"},
-    {"insa_agent_request_size_bytes", "histogram"},
-    {"insa_agent_response_size_bytes", "histogram"},
-    {"insa_cache_hits_total", "counter"},
-    {"insa_cache_misses_total", "counter"},
-    {"insa_cache_size_entries", "gauge"},
-    {"insa_cache_evictions_total", "counter"},
-    {"insa_message_bus_messages_total", "counter"},
-    {"insa_message_bus_queue_depth", "gauge"},
-    {"insa_message_bus_processing_duration_seconds", "histogram"},
-    {"insa_worker_health_status", "gauge"},
-    {"insa_worker_active_requests", "gauge"},
-    {"insa_worker_queue_size", "gauge"},
-    {"insa_worker_restarts_total", "counter"},
-    {"insa_retry_attempts_total", "counter"},
-    {"insa_retry_success_total", "counter"},
-    {"insa_circuit_breaker_state", "gauge"},
-    {"insa_circuit_breaker_transitions_total", "counter"},
-    {"insa_dead_letter_queue_size", "gauge"},
-    {"insa_dead_letter_replay_total", "counter"},
-    {"insa_database_operations_total", "counter"},
-    {"insa_database_operation_duration_seconds", "histogram"},
-    {"insa_database_connection_pool_size", "gauge"},
-    {"insa_database_errors_total", "counter"},
-    {"insa_active_sessions_total", "gauge"},
-    {"insa_session_duration_seconds", "histogram"},
-    {"insa_session_messages_total", "counter"},
-    {"insa_session_cleanup_total", "counter"},
-    {"insa_system_info", "gauge"},
-};
-
 const std::vector<std::string> kPlatformBinaries{"agent_message_bus", "sizing_agent_worker", "crm_agent_worker",
                                                  "orchestrator",      "libinsa_bus.so",      "libinsa_resilience.so"};
 const std::vector<std::string> kWorkers{"agent_message_bus", "sizing_agent_worker", "crm_agent_worker", "orchestrator"};
-
-/// Series of one family: "name{labels}" (or "name") → value.
-Samples family_of(const Samples& s, const std::string& name) {
-  Samples out;
-  for (auto it = s.lower_bound(name); it != s.end() && it->first.compare(0, name.size(), name) == 0; ++it)
-    if (it->first.size() == name.size() || it->first[name.size()] == '{') out.insert(*it);
-  return out;
-}
-
-/// "name{a=\"x\"}" → "a=\"x\"" (empty for a series without labels).
-std::string labels_of(const std::string& key) {
-  auto b = key.find('{');
-  return b == std::string::npos ? "" : key.substr(b + 1, key.size() - b - 2);
-}
-
-std::string with_suffix(const std::string& family, const std::string& suffix, const std::string& labels) {
-  return family + suffix + (labels.empty() ? "" : "{" + labels + "}");
-}
-
-/// Cumulative bucket counts of one histogram series, by `le` parsed as a number (the
-/// exposition may spell a bound 1e+05 or 100000); +Inf last.
-std::map<double, double> buckets_of(const Samples& got, const std::string& family, const std::string& labels) {
-  std::map<double, double> out;
-  const std::string prefix = family + "_bucket{" + (labels.empty() ? "" : labels + ",") + "le=\"";
-  for (auto it = got.lower_bound(prefix); it != got.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-    std::string le = it->first.substr(prefix.size());
-    le = le.substr(0, le.find('"'));
-    out[le == "+Inf" ? INFINITY : std::stod(le)] = it->second;
-  }
-  return out;
-}
-
-/// Timed samples may end later than planned when the machine is busy, never earlier: a
-/// sleep lasts at least its time and the kernel measures from inside the call. Up to this
-/// many samples of one series may land in a later bucket than planned (reported, not
-/// failed); the platform runs SCHED_RR, so in practice this is 0.
-constexpr double kLateAllowance = 2;
-
-/// True once `c` has exited; does not reap it, so Child::wait() still gets the status.
-bool exited(const Child& c) {
-  siginfo_t info{};
-  return waitid(P_PID, static_cast<id_t>(c.pid()), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
-}
-
-/// Kills a process group on scope exit (run_platform.sh and the workers it started).
-struct GroupKiller {
-  pid_t pgid;
-  ~GroupKiller() {
-    if (pgid > 0) kill(-pgid, SIGKILL);
-  }
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
-}
-
-/// The workload's truth: counters and samples summed over every file; gauges from the
-/// last instance of the program that owns them (files read in instance order).
-struct PlatformTruth {
-  Truth sum;
-  Samples final_gauges;
-};
-
-PlatformTruth read_platform_truth(const std::string& dir, const std::set<std::string>& gauges) {
-  std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".truth") files.push_back(e.path().string());
-  // <program>.<n>.truth: numeric instance order within a program.
-  std::sort(files.begin(), files.end(), [](const std::string& a, const std::string& b) {
-    auto split = [](const std::string& f) {
-      auto stem = fs::path(f).stem().string();  // program.n
-      auto dot = stem.rfind('.');
-      long n = dot == std::string::npos ? 0 : std::strtol(stem.c_str() + dot + 1, nullptr, 10);
-      return std::make_pair(stem.substr(0, dot), n);
-    };
-    return split(a) < split(b);
-  });
-  PlatformTruth t;
-  t.sum = read_truth(files);
-  for (const auto& f : files)
-    for (const auto& [k, v] : read_truth({f}).values)
-      if (gauges.count(k.substr(0, k.find('{')))) t.final_gauges[k] = v;
-  return t;
-}
 
 class Platform : public ::testing::Test {
  protected:

@@ -491,7 +491,7 @@ TEST(ConfigErrors, UnknownKeysElsewhere) {
   const std::string m = "metrics:\n  - name: a_total\n    type: counter\n    unit: s\nprobes: []\n";
   EXPECT_EQ(error_of(m), msg(m, "unit", "unknown key 'unit' in a metric (allowed: name, type, help, labels, buckets)"));
   const std::string w = "workers:\n  - name: w\n    binary: b\n    pid: 1\nprobes: []\n";
-  EXPECT_EQ(error_of(w), msg(w, "pid", "unknown key 'pid' in a worker (allowed: name, type, binary)"));
+  EXPECT_EQ(error_of(w), msg(w, "pid", "unknown key 'pid' in a worker (allowed: name, type, binary, script)"));
   const std::string l = kMetrics + R"(  - name: a
     binary: b
     function: f
@@ -592,7 +592,7 @@ TEST(ConfigErrors, MissingRequiredKeys) {
   const std::string noname_metric = "metrics:\n  - type: counter\nprobes: []\n";
   EXPECT_EQ(error_of(noname_metric), msg(noname_metric, "type", "a metric needs 'name'"));
   const std::string worker = "workers:\n  - name: w\nprobes: []\n";
-  EXPECT_EQ(error_of(worker), msg(worker, "name: w", "a worker needs 'binary'"));
+  EXPECT_EQ(error_of(worker), msg(worker, "name: w", "a worker needs 'binary' (its executable) or 'script' (the main script of a Python worker, e.g. worker.py)"));
   const std::string emptyname = kMetrics + "  - name: \"\"\n    binary: b\n    function: f\n    metrics: [{metric: insa_plain_total}]\n";
   EXPECT_EQ(error_of(emptyname), msg(emptyname, "\"\"", "a probe name cannot be empty"));
   const std::string nothen = kMetrics + "  - name: a\n    binary: b\n    function: f\n    status:\n      - {if: ret < 0}\n    metrics: [{metric: insa_plain_total}]\n";
@@ -1107,6 +1107,27 @@ TEST(ParseValue, RoundTripsToYamlSpelling) {
 TEST(Mark, Str) {
   Mark m{"probes.yaml", 12, 5};
   EXPECT_EQ(m.str(), "probes.yaml:12:5");
+}
+
+TEST(Config, PythonWorkers) {
+  const std::string base = R"(metrics:
+  - {name: insa_x_total, type: counter}
+probes:
+  - {name: p, binary: ./w, function: f, metrics: [{metric: insa_x_total}]}
+workers:
+)";
+  auto r = parse_config(base + "  - {name: bus, type: bus, script: agent_message_bus.py}\n"
+                               "  - {name: crm, script: crm.py, binary: /usr/bin/python3.11}\n",
+                        kFile);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->workers.size(), 2u);
+  EXPECT_EQ(r->workers[0].script, "agent_message_bus.py");
+  EXPECT_EQ(r->workers[0].binary, "");
+  EXPECT_EQ(r->workers[1].script, "crm.py");
+  EXPECT_EQ(r->workers[1].binary, "/usr/bin/python3.11");
+  const std::string none = base + "  - {name: bus, type: bus}\n";
+  EXPECT_EQ(error_of(none), msg(none, "{name: bus", "a worker needs 'binary' (its executable) or 'script' (the main "
+                                                    "script of a Python worker, e.g. worker.py)"));
 }
 
 }  // namespace

@@ -292,6 +292,49 @@ TEST(Lifecycle, CollectWithoutWorkersAddsNothing) {
   EXPECT_TRUE(out.empty());
 }
 
+// Python workers (`script:`): every one runs the same interpreter, so the main script on
+// the command line (resolved against the process's cwd) tells them apart.
+TEST_F(FakeProc, PythonWorkersMatchedByScript) {
+  std::vector<config::WorkerDef> py{{"sizing_agent_worker", "sizing", "", {}, "sizing_agent_worker.py"},
+                                    {"crm_agent_worker", "crm", "", {}, "workers/crm_agent_worker.py"}};
+  auto python = [&](const std::string& pid, const std::string& exe, const std::string& cwd,
+                    std::vector<std::string> argv) {
+    process(pid, exe);
+    fs::create_symlink(cwd, root_ / pid / "cwd");
+    std::string raw;
+    for (const auto& a : argv) raw += a + '\0';
+    std::ofstream(root_ / pid / "cmdline", std::ios::binary) << raw;
+  };
+  python("100", "/usr/bin/python3.11", "/srv", {"/usr/bin/python3.11", "/srv/app/sizing_agent_worker.py", "--seed", "1"});
+  python("200", "/usr/bin/python3.11", "/srv/workers", {"python3.11", "-u", "crm_agent_worker.py"});
+  python("300", "/usr/bin/python3.11", "/srv", {"python3.11", "/srv/app/my_sizing_agent_worker.py"});
+  python("400", "/usr/bin/vim", "/srv", {"vim", "sizing_agent_worker.py"});  // not an interpreter
+  python("500", "/usr/bin/python3.11", "/srv", {"python3.11", "-m", "sizing_agent_worker"});
+  Lifecycle l(py, {"", ""});
+  l.scan(root_.string());
+  auto s = l.snapshot();
+  EXPECT_EQ(state(s, "sizing_agent_worker").pids, (std::set<uint32_t>{100}));
+  EXPECT_EQ(state(s, "crm_agent_worker").pids, (std::set<uint32_t>{200}));
+
+  // A restart of a Python worker is counted with its exit reason like a native one.
+  l.exited(200, 3 << 8);
+  fs::remove_all(root_ / "200");
+  python("201", "/usr/bin/python3.11", "/srv", {"python3.11", "workers/crm_agent_worker.py"});
+  l.scan(root_.string());
+  s = l.snapshot();
+  EXPECT_EQ(state(s, "crm_agent_worker").pids, (std::set<uint32_t>{201}));
+  EXPECT_EQ(state(s, "crm_agent_worker").restarts, (std::map<std::string, uint64_t>{{"exit_code_3", 1}}));
+}
+
+TEST(Lifecycle, PythonWorkerWithInterpreterBinary) {
+  std::vector<config::WorkerDef> py{{"bus", "bus", "/usr/bin/python3.11", {}, "agent_message_bus.py"}};
+  Lifecycle l(py, {"/usr/bin/python3.11"});
+  EXPECT_EQ(l.observe(1, "/usr/bin/python3.11", "/srv/agent_message_bus.py"), 0);
+  EXPECT_EQ(l.observe(2, "/opt/pyenv/bin/python3.12", "/srv/agent_message_bus.py"), -1);
+  EXPECT_EQ(l.observe(3, "/usr/bin/python3.11", "/srv/other.py"), -1);
+  EXPECT_EQ(l.observe(4, "/usr/bin/python3.11"), -1);
+}
+
 }  // namespace
 }  // namespace insa::process
 

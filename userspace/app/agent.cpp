@@ -92,6 +92,10 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   if (!eng) throw FatalError{eng.error()};
   inst->engine = std::move(*eng);
   for (const auto& w : inst->cfg.workers) {
+    if (w.binary.empty()) {  // a Python worker (script:) on any interpreter
+      inst->worker_binaries.emplace_back();
+      continue;
+    }
     auto b = plan::resolve_binary(w.binary, inst->cfg.file);
     if (!b) throw FatalError{Error{w.mark.str() + ": worker '" + w.name + "': " + b.error().message}};
     inst->worker_binaries.push_back(*b);
@@ -320,7 +324,7 @@ int run_agent(const AgentOptions& opt) {
     std::string missing;
     size_t n = 0;
     for (size_t i = 0; i < states.size(); ++i) {
-      if (states[i].attached) continue;
+      if (states[i].attached || states[i].waiting) continue;  // waiting: no process runs its script yet
       ++n;
       missing += "  " + probes[i].name + ": " + states[i].error + "\n";
     }

@@ -436,6 +436,27 @@ Result<void> Engine::attach_python_pid(int pid, size_t layout, const std::string
   return {};
 }
 
+Result<python::Interpreter> Engine::inspect_cached(const std::string& file) {
+  // Reading an interpreter (symbols, opcode table, decoding) takes tens of milliseconds:
+  // once per file (device, inode, size, mtime), not once per process.
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return python::inspect(file);
+  const auto key = std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                                   static_cast<uint64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec),
+                                   static_cast<int64_t>(st.st_mtim.tv_nsec));
+  auto it = py_inspected_.find(key);
+  if (it == py_inspected_.end()) {
+    auto in = python::inspect(file);
+    if (!in) return in.error();
+    it = py_inspected_.emplace(key, std::move(*in)).first;
+  }
+  python::Interpreter in = it->second;
+  // The same file may be reached through another path (another container's root): the
+  // caller attaches through this one.
+  in.path = file;
+  return in;
+}
+
 size_t Engine::rescan_python(std::mutex* mu) {
   if (plan_.py_targets.empty()) return 0;
   // Without the lock: which processes to hook, their interpreters read and checked.
@@ -446,15 +467,25 @@ size_t Engine::rescan_python(std::mutex* mu) {
   };
   std::vector<Candidate> todo;
   auto procs = python::scan_processes();
+  static_assert(INSA_MAX_PY_TARGETS <= 32, "py_pid_targets masks are __u32");
   for (const auto& proc : procs) {
     if (py_pid_links_.count(proc.pid) || py_pid_refused_.count(proc.pid)) continue;
     bool eval = false, per_call = false;
+    uint32_t mask = 0;  // the targets of the probes that select this process
     for (const auto& pp : plan_.probes)
-      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) (pp.python->per_call ? per_call : eval) = true;
+      if (plan::python_matches(pp, proc.pid, proc.script_path, proc.module)) {
+        (pp.python->per_call ? per_call : eval) = true;
+        if (pp.py_target >= 0) mask |= 1u << pp.py_target;
+      }
     if (!eval && !per_call) continue;
+    // Before any hook of this process fires: its code objects match only these targets.
+    uint32_t tgid = static_cast<uint32_t>(proc.pid);
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.py_pid_targets), &tgid, &mask, BPF_ANY) != 0)
+      spdlog::warn("python: pid {}: cannot restrict its probes to its script ({}); it may match every probe's function",
+                   proc.pid, std::strerror(errno));
     const std::string file = proc.host_path(proc.interpreter);
     if (py_refused_.count(file)) continue;
-    auto in = python::inspect(file);
+    auto in = inspect_cached(file);
     if (!in) {
       spdlog::error("python: pid {}: {}", proc.pid, in.error().message);
       py_refused_.insert(file);
@@ -468,9 +499,13 @@ size_t Engine::rescan_python(std::mutex* mu) {
   }
   std::unique_lock<std::mutex> lock;
   if (mu) lock = std::unique_lock<std::mutex>(*mu);
-  // The per-process hooks of processes gone are released.
+  // The per-process hooks (and target masks) of processes gone are released.
   for (auto it = py_pid_links_.begin(); it != py_pid_links_.end();) {
     bool alive = std::any_of(procs.begin(), procs.end(), [&](const auto& p) { return p.pid == it->first; });
+    if (!alive) {
+      uint32_t tgid = static_cast<uint32_t>(it->first);
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.py_pid_targets), &tgid);
+    }
     it = alive ? std::next(it) : py_pid_links_.erase(it);
   }
   size_t hooked = 0;
@@ -503,6 +538,7 @@ void Engine::update_python_states() {
     if (!pp.python) continue;
     auto& st = states_[i];
     st.attached = any;
+    st.waiting = !any;
     st.points_attached = points;
     st.error = any ? "" : pp.mark.str() + ": probe '" + pp.name + "': no process runs " +
                               (pp.python->script.empty() ? "module " + pp.python->module : pp.python->script) +

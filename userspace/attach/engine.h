@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,9 @@ struct ProbeState {
   bool attached = false;
   size_t points_attached = 0;
   std::string error;  ///< first attach failure, one line
+  /// A Python probe whose processes have not started yet: not a failure (it is hooked
+  /// when one starts), so it does not make the exporter unready.
+  bool waiting = false;
 };
 
 struct EngineOptions {
@@ -142,6 +146,9 @@ class Engine {
   std::set<size_t> py_host_wide_;               ///< layouts hooked host-wide
   std::map<int, std::vector<Link>> py_pid_links_;  ///< per process: frame-entry and/or per-call hooks
   std::set<int> py_pid_refused_;                ///< processes that cannot be hooked (logged once)
+  /// Interpreters read, by (device, inode, size, mtime).
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t, int64_t, int64_t>, python::Interpreter> py_inspected_;
+  Result<python::Interpreter> inspect_cached(const std::string& file);
   Result<size_t> py_layout(const python::Interpreter& in);
   /// `file`: the interpreter as this process maps it, reached from the exporter.
   Result<void> attach_python_pid(int pid, size_t layout, const std::string& file, bool eval, bool per_call);

@@ -135,9 +135,14 @@ class Parser {
       if (!w.IsSequence()) fail(w, "'workers' must be a list");
       std::set<std::string> seen;
       for (const auto& n : w) {
-        keys(n, "a worker", {"name", "type", "binary"});
+        keys(n, "a worker", {"name", "type", "binary", "script"});
+        if (!n["binary"] && !n["script"])
+          fail(n, "a worker needs 'binary' (its executable) or 'script' (the main script of a Python worker, e.g. "
+                  "worker.py)");
         WorkerDef d{req_str(n, "name", "a worker"), n["type"] ? str(n["type"], "'type'") : "",
-                    req_str(n, "binary", "a worker"), mark(n)};
+                    n["binary"] ? str(n["binary"], "'binary'") : "", mark(n),
+                    n["script"] ? str(n["script"], "'script'") : ""};
+        if (n["script"] && d.script.empty()) fail(n["script"], "'script' is empty: name the worker's main script (worker.py)");
         if (!seen.insert(d.name).second) fail(n["name"], "duplicate worker name '" + d.name + "'");
         c.workers.push_back(std::move(d));
       }

@@ -146,8 +146,11 @@ inline constexpr uint64_t kPidMaxLimit = 4194304;
 struct WorkerDef {
   std::string name;
   std::string type;
-  std::string binary;
+  std::string binary;  ///< the executable ("" with `script`: any Python interpreter)
   Mark mark;
+  /// A Python worker: processes of a Python interpreter whose main script path ends with
+  /// these path components (`sizing_agent_worker.py`); "" for a native worker.
+  std::string script;
 };
 
 struct Config {

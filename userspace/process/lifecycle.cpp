@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string_view>
+
+#include "python/procs.h"
 
 namespace insa::process {
 
@@ -26,23 +30,56 @@ Lifecycle::Lifecycle(const std::vector<config::WorkerDef>& workers, const std::v
     w.name = workers[i].name;
     w.type = workers[i].type;
     w.binary = binaries[i];
+    w.script = workers[i].script;
+    has_scripts_ = has_scripts_ || !w.script.empty();
     workers_.push_back(std::move(w));
   }
 }
 
-int Lifecycle::match(const std::string& exe) const {
+int Lifecycle::match(const std::string& exe, const std::string& script) const {
   // A binary replaced on disk shows as "path (deleted)" for processes still running it.
   std::string_view e = exe;
   constexpr std::string_view deleted = " (deleted)";
   if (e.size() > deleted.size() && e.substr(e.size() - deleted.size()) == deleted) e.remove_suffix(deleted.size());
-  for (size_t i = 0; i < workers_.size(); ++i)
-    if (workers_[i].binary == e) return static_cast<int>(i);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    const auto& w = workers_[i];
+    if (w.script.empty() ? w.binary == e
+                         : python::path_suffix_match(script, w.script) && (w.binary.empty() || w.binary == e))
+      return static_cast<int>(i);
+  }
   return -1;
 }
 
-int Lifecycle::observe(uint32_t pid, const std::string& exe) {
+namespace {
+
+/// The main script of a Python process (`python3.11 dir/worker.py`), resolved against
+/// its cwd; "" when the executable is not named python* or runs no script.
+std::string python_script(const std::string& proc_dir, const std::string& exe) {
+  std::string_view base = exe;
+  if (auto s = base.rfind('/'); s != std::string_view::npos) base.remove_prefix(s + 1);
+  if (base.substr(0, 6) != "python") return "";
+  std::ifstream in(proc_dir + "/cmdline", std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  for (size_t b = 0; b < raw.size();) {
+    size_t e = raw.find('\0', b);
+    if (e == std::string::npos) e = raw.size();
+    argv.emplace_back(raw.substr(b, e - b));
+    b = e + 1;
+  }
+  std::string script, module;
+  if (!python::parse_cmdline(argv, &script, &module) || script.empty()) return "";
+  if (script[0] == '/') return script;
+  char cwd[4096];
+  ssize_t n = readlink((proc_dir + "/cwd").c_str(), cwd, sizeof cwd - 1);
+  return n > 0 ? std::string(cwd, n) + "/" + script : script;
+}
+
+}  // namespace
+
+int Lifecycle::observe(uint32_t pid, const std::string& exe, const std::string& script) {
   std::lock_guard<std::mutex> lock(mu_);
-  int i = match(exe);
+  int i = match(exe, script);
   if (i < 0) return -1;
   auto& w = workers_[i];
   if (!w.pids.insert(pid).second) return i;
@@ -74,14 +111,20 @@ void Lifecycle::started(uint32_t pid, uint64_t dev, uint64_t ino) {
 void Lifecycle::scan(const std::string& proc_root) {
   DIR* d = opendir(proc_root.c_str());
   if (!d) return;
-  std::vector<std::pair<uint32_t, std::string>> found;
+  struct Found {
+    uint32_t first;
+    std::string exe, script;
+  };
+  std::vector<Found> found;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
     char buf[4096];
     std::string link = proc_root + "/" + e->d_name + "/exe";
     ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
     if (n <= 0) continue;
-    found.emplace_back(static_cast<uint32_t>(std::strtoul(e->d_name, nullptr, 10)), std::string(buf, n));
+    std::string exe(buf, n);
+    std::string script = has_scripts_ ? python_script(proc_root + "/" + e->d_name, exe) : "";
+    found.push_back({static_cast<uint32_t>(std::strtoul(e->d_name, nullptr, 10)), std::move(exe), std::move(script)});
   }
   closedir(d);
   // Processes gone without an exit event: either their event is still in the
@@ -106,7 +149,7 @@ void Lifecycle::scan(const std::string& proc_root) {
     expire_vanished();
   }
   // Then the running ones, so a successor of a vanished pid is seen as one.
-  for (const auto& [pid, exe] : found) observe(pid, exe);
+  for (const auto& f : found) observe(f.first, f.exe, f.script);
 }
 
 void Lifecycle::expire_vanished() {

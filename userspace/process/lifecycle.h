@@ -3,7 +3,8 @@
 /// process runs) and restarts with the reason the previous instance ended.
 ///
 /// Method: a /proc scan (1 s) finds processes whose executable is a worker's
-/// binary, including ones started after the exporter; the kernel's
+/// binary (or, for a Python worker, a `python*` executable whose main script on the
+/// command line ends with the worker's `script`), including ones started after the exporter; the kernel's
 /// sched_process_exit tracepoint reports every exit with its wait status, so
 /// the reason (exit code or signal) is exact even for non-child processes,
 /// which /proc alone cannot give.
@@ -24,7 +25,8 @@
 namespace insa::process {
 
 struct WorkerState {
-  std::string name, type, binary;  ///< binary: absolute path
+  std::string name, type, binary;  ///< binary: absolute path ("" for a Python worker on any interpreter)
+  std::string script;              ///< Python main script path suffix ("" for a native worker)
   std::set<uint32_t> pids;
   std::deque<std::string> pending;  ///< exits waiting for a new instance, oldest first
   /// Instances started after an instance vanished from /proc whose exit event had not
@@ -41,8 +43,9 @@ class Lifecycle {
   /// `binaries[i]` is the resolved path of cfg.workers[i].
   Lifecycle(const std::vector<config::WorkerDef>& workers, const std::vector<std::string>& binaries);
 
-  /// Records that `pid` runs `exe` (readlink of /proc/PID/exe). Returns the worker index or -1.
-  int observe(uint32_t pid, const std::string& exe);
+  /// Records that `pid` runs `exe` (readlink of /proc/PID/exe) with `script` as its Python
+  /// main script (resolved against its cwd; "" when not Python). Returns the worker index or -1.
+  int observe(uint32_t pid, const std::string& exe, const std::string& script = "");
   /// Scans /proc (or `proc_root` in tests) for worker processes.
   void scan(const std::string& proc_root = "/proc");
   /// A process exec'd the file (dev, ino): counts as a start when that file is a
@@ -56,7 +59,8 @@ class Lifecycle {
   std::vector<WorkerState> snapshot() const;
 
  private:
-  int match(const std::string& exe) const;
+  int match(const std::string& exe, const std::string& script) const;
+  bool has_scripts_ = false;
   void expire_vanished();
   mutable std::mutex mu_;
   std::vector<WorkerState> workers_;
