@@ -143,6 +143,8 @@ probes:
                                      {restarts_key("sizing_agent_worker", "exit_code_3"), 1}}));
 
   // 4. Stopped cleanly (SIGTERM → exit 0) and not started again: health 0, no new restart.
+  // Health is 1 as soon as the process exists; give it time to install its SIGTERM handler.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   w3.signal(SIGTERM);
   st = w3.wait();
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
