@@ -205,60 +205,24 @@ TEST_F(Platform, AllThirtyFamiliesEqualGroundTruth) {
   // query): exact count and every bucket. Measured-only values (other SQL statements,
   // session durations): exact count only, since the truth holds the program's own
   // measurement, which can differ from the kernel's by a little near a bound.
-  enum class Check { CountOnly, Exact, Timed };
-  auto check_histogram = [&](const std::string& name, const std::function<Check(const std::string&)>& how,
-                             const std::function<std::vector<double>(const std::string&, std::vector<double>)>& adjust) {
-    const auto& le = metric(name).buckets;
-    ASSERT_FALSE(le.empty()) << name;
-    std::set<std::string> want_series, have_series;
-    for (const auto& [k, samples] : t.sum.observed)
-      if (k.compare(0, name.size(), name) == 0 && (k.size() == name.size() || k[name.size()] == '{'))
-        want_series.insert(labels_of(k));
-    for (const auto& [k, v] : family_of(got, name + "_count")) have_series.insert(labels_of(k));
-    EXPECT_FALSE(want_series.empty()) << "the workload never exercised " << name;
-    EXPECT_EQ(have_series, want_series) << name;
-    for (const auto& labels : want_series) {
-      std::vector<double> samples = t.sum.observed.at(with_suffix(name, "", labels));
-      if (adjust) samples = adjust(labels, samples);
-      const std::string count_key = with_suffix(name, "_count", labels);
-      ASSERT_TRUE(got.count(count_key)) << count_key;
-      EXPECT_EQ(got.at(count_key), samples.size()) << count_key;
-      const Check c = how(labels);
-      if (c == Check::CountOnly) continue;
-      auto want = expected_buckets(samples, le);
-      auto have = buckets_of(got, name, labels);
-      ASSERT_EQ(have.size(), le.size() + 1) << name << "{" << labels << "}: bounds differ from probes.yaml";
-      double late = 0;
-      size_t i = 0;
-      for (const auto& [bound, n] : have) {
-        const std::string at = name + "{" + labels + "} le=" + le_str(bound);
-        EXPECT_EQ(bound, i < le.size() ? le[i] : INFINITY) << at;
-        if (c == Check::Exact) {
-          EXPECT_EQ(n, want[i]) << at;
-        } else {
-          EXPECT_LE(n, want[i]) << at << ": a sample measured shorter than planned";
-          late = std::max(late, want[i] - n);
-        }
-        ++i;
-      }
-      EXPECT_LE(late, kLateAllowance) << name << "{" << labels << "}: samples far later than planned";
-      if (late > 0) std::cerr << "note: " << late << " sample(s) of " << name << "{" << labels << "} ended later than planned (machine busy)\n";
-    }
+  using Check = BucketCheck;
+  auto check_histogram = [&](const std::string& name, const std::function<Check(const std::string&)>& how) {
+    insa::testing::check_histogram(got, t.sum.observed, name, metric(name).buckets, how);
   };
   auto exact = [](const std::string&) { return Check::Exact; };
   auto timed = [](const std::string&) { return Check::Timed; };
-  check_histogram("insa_agent_request_duration_seconds", timed, nullptr);
-  check_histogram("insa_agent_request_size_bytes", exact, nullptr);
+  check_histogram("insa_agent_request_duration_seconds", timed);
+  check_histogram("insa_agent_request_size_bytes", exact);
   // A failed request returns -1 and is left out by the update's `if: ret >= 0`.
-  check_histogram("insa_agent_response_size_bytes", exact, nullptr);
-  check_histogram("insa_message_bus_processing_duration_seconds", timed, nullptr);
+  check_histogram("insa_agent_response_size_bytes", exact);
+  check_histogram("insa_message_bus_processing_duration_seconds", timed);
   // Only the report query (select ... from deals) has a planned duration (30 ms); the other
   // statements' truth is the program's own measurement: count only.
   check_histogram("insa_database_operation_duration_seconds", [](const std::string& l) {
     return l == "operation=\"select\",table=\"deals\"" ? Check::Timed : Check::CountOnly;
-  }, nullptr);
+  });
   // Session durations are measured by the program too (lifetime + tick delay): count only.
-  check_histogram("insa_session_duration_seconds", [](const std::string&) { return Check::CountOnly; }, nullptr);
+  check_histogram("insa_session_duration_seconds", [](const std::string&) { return Check::CountOnly; });
 
   // ---- the exporter's own view: every probe attached, nothing lost ----
   for (const auto& p : cfg_.probes) {
