@@ -70,26 +70,10 @@ struct Sym {
   uint64_t vaddr = 0, size = 0;
 };
 
-/// Looks a symbol of any type up in .dynsym, then .symtab.
 std::optional<Sym> find_symbol(const elf::ElfFile& f, const std::string& name) {
-  for (const char* tab : {".dynsym", ".symtab"}) {
-    auto sec = f.section(tab);
-    if (!sec || sec->size == 0) continue;
-    auto strsec = f.section(std::string(tab) == ".dynsym" ? ".dynstr" : ".strtab");
-    if (!strsec) continue;
-    auto syms = f.bytes_at_offset(sec->offset, sec->size);
-    auto strs = f.bytes_at_offset(strsec->offset, strsec->size);
-    if (!syms || !strs) continue;
-    const size_t n = sec->size / sizeof(Elf64_Sym);
-    for (size_t i = 0; i < n; ++i) {
-      Elf64_Sym s;
-      std::memcpy(&s, syms->data() + i * sizeof s, sizeof s);
-      if (s.st_shndx == SHN_UNDEF || s.st_name >= strs->size()) continue;
-      const char* nm = reinterpret_cast<const char*>(strs->data()) + s.st_name;
-      if (strnlen(nm, strs->size() - s.st_name) == name.size() && name == nm) return Sym{s.st_value, s.st_size};
-    }
-  }
-  return std::nullopt;
+  auto s = find_any_symbol(f, name);
+  if (!s) return std::nullopt;
+  return Sym{s->first, s->second};
 }
 
 template <typename T>

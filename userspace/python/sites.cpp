@@ -10,35 +10,11 @@
 namespace insa::python {
 namespace {
 
-/// Looks a symbol up in .symtab then .dynsym (any type, local included); a name ending
-/// in '.' matches compiler-numbered statics ("opcode_targets." finds "opcode_targets.3").
-std::optional<std::pair<uint64_t, uint64_t>> symbol(const elf::ElfFile& f, const std::string& name) {
-  const bool prefix = !name.empty() && name.back() == '.';
-  for (const char* tab : {".symtab", ".dynsym"}) {
-    auto sec = f.section(tab);
-    auto strsec = f.section(std::string(tab) == ".dynsym" ? ".dynstr" : ".strtab");
-    if (!sec || !strsec) continue;
-    auto syms = f.bytes_at_offset(sec->offset, sec->size);
-    auto strs = f.bytes_at_offset(strsec->offset, strsec->size);
-    if (!syms || !strs) continue;
-    for (size_t i = 0; i + sizeof(Elf64_Sym) <= syms->size(); i += sizeof(Elf64_Sym)) {
-      Elf64_Sym s;
-      std::memcpy(&s, syms->data() + i, sizeof s);
-      if (s.st_shndx == SHN_UNDEF || s.st_name >= strs->size()) continue;
-      const char* nm = reinterpret_cast<const char*>(strs->data()) + s.st_name;
-      const size_t len = strnlen(nm, strs->size() - s.st_name);
-      if (prefix ? len > name.size() && std::strncmp(nm, name.c_str(), name.size()) == 0
-                 : len == name.size() && name == nm)
-        return std::make_pair(s.st_value, s.st_size);
-    }
-  }
-  return std::nullopt;
-}
 
 /// The computed-goto table: 256 pointers into the evaluator.
 Result<uint64_t> find_table(const elf::ElfFile& f, uint64_t eval, uint64_t size) {
-  if (auto s = symbol(f, "opcode_targets.")) return s->first;
-  if (auto s = symbol(f, "opcode_targets")) return s->first;
+  if (auto s = find_any_symbol(f, "opcode_targets.")) return s->first;
+  if (auto s = find_any_symbol(f, "opcode_targets")) return s->first;
   // Stripped: 256 pointers into .text, most into the evaluator (the rest
   // in its .cold parts: 175 of 256 in Debian's 3.11.2).
   auto text = f.section(".text");
@@ -144,6 +120,29 @@ std::optional<uint64_t> first_call(const elf::ElfFile& f, uint64_t start) {
 
 }  // namespace
 
+std::optional<std::pair<uint64_t, uint64_t>> find_any_symbol(const elf::ElfFile& f, const std::string& name) {
+  const bool prefix = !name.empty() && name.back() == '.';
+  for (const char* tab : {".symtab", ".dynsym"}) {
+    auto sec = f.section(tab);
+    auto strsec = f.section(std::string(tab) == ".dynsym" ? ".dynstr" : ".strtab");
+    if (!sec || !strsec) continue;
+    auto syms = f.bytes_at_offset(sec->offset, sec->size);
+    auto strs = f.bytes_at_offset(strsec->offset, strsec->size);
+    if (!syms || !strs) continue;
+    for (size_t i = 0; i + sizeof(Elf64_Sym) <= syms->size(); i += sizeof(Elf64_Sym)) {
+      Elf64_Sym s;
+      std::memcpy(&s, syms->data() + i, sizeof s);
+      if (s.st_shndx == SHN_UNDEF || s.st_name >= strs->size()) continue;
+      const char* nm = reinterpret_cast<const char*>(strs->data()) + s.st_name;
+      const size_t len = strnlen(nm, strs->size() - s.st_name);
+      if (prefix ? len > name.size() && std::strncmp(nm, name.c_str(), name.size()) == 0
+                 : len == name.size() && name == nm)
+        return std::make_pair(s.st_value, s.st_size);
+    }
+  }
+  return std::nullopt;
+}
+
 Result<CallSites> find_call_sites(const elf::ElfFile& f, uint32_t version, uint64_t eval, uint64_t eval_size) {
   const uint32_t minor = (version >> 16) & 0xff;
   std::vector<int> resume_ops;
@@ -178,7 +177,7 @@ Result<CallSites> find_call_sites(const elf::ElfFile& f, uint32_t version, uint6
     cs.resume.push_back(*site);
   }
   uint64_t clear = 0;
-  if (auto s = symbol(f, clear_name)) {
+  if (auto s = find_any_symbol(f, clear_name)) {
     clear = s->first;
     cs.clear_from_symbol = true;
   } else {

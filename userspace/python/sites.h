@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,11 @@ struct CallSites {
   bool clear_from_symbol = false;
   uint64_t table_vaddr = 0;  ///< opcode_targets
 };
+
+/// A symbol of any type and binding (locals included) by name, from .symtab then
+/// .dynsym: {link-time address, size}. A name ending in '.' matches compiler-numbered
+/// statics ("opcode_targets." finds "opcode_targets.3").
+std::optional<std::pair<uint64_t, uint64_t>> find_any_symbol(const elf::ElfFile& f, const std::string& name);
 
 /// Finds the call-mechanism sites of an interpreter file of version `version`
 /// (PY_VERSION_HEX) whose _PyEval_EvalFrameDefault is at [eval, eval + eval_size).
