@@ -126,8 +126,9 @@ TEST(Cli, NotRoot) {
   auto [code, out] = exporter({"--config.file", f, "--web.listen-address", "127.0.0.1:0"},
                               {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"});
   EXPECT_EQ(code, 1);
-  expect_one_line(out, "not running as root: run with sudo, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and "
-                       "CAP_DAC_READ_SEARCH (see deploy/systemd/insa-exporter.service)");
+  expect_one_line(out, "not running as root and missing CAP_BPF, CAP_PERFMON: run with sudo, or grant CAP_BPF, "
+                       "CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH "
+                       "(see deploy/systemd/insa-exporter.service)");
 }
 
 TEST(Cli, CheckAcceptsAValidConfigAndReportsReturnSites) {

@@ -175,11 +175,17 @@ inline std::string le_str(double b) {
 /// The exporter under test, on its own port, with its log in a temp file.
 class Exporter {
  public:
-  Exporter(const std::string& config, int port, const std::vector<std::string>& extra_args = {}) : port_(port) {
+  /// `wrapper`: a command that runs the exporter (e.g. setpriv with other credentials).
+  Exporter(const std::string& config, int port, const std::vector<std::string>& extra_args = {},
+           const std::vector<std::string>& wrapper = {})
+      : port_(port) {
     log_ = "/tmp/insa-root-exporter-" + std::to_string(port) + ".log";
     std::remove(log_.c_str());
-    std::vector<std::string> argv = {binary_dir() + "/insa-exporter", "--config.file", config, "--web.listen-address",
-                                     "127.0.0.1:" + std::to_string(port), "--log.level", "debug"};
+    std::vector<std::string> argv = wrapper;
+    for (const std::string& a : {binary_dir() + "/insa-exporter", std::string("--config.file"), config,
+                                 std::string("--web.listen-address"), "127.0.0.1:" + std::to_string(port),
+                                 std::string("--log.level"), std::string("debug")})
+      argv.push_back(a);
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     child_ = Child::spawn(argv, log_);
   }

@@ -21,6 +21,7 @@
 #include "collector/collector.h"
 #include "config/config.h"
 #include "common/executor.h"
+#include "common/privileges.h"
 #include "http/server.h"
 #include "http/web_config.h"
 #include "collector/process_metrics.h"
@@ -191,20 +192,7 @@ std::string landing_page(const Instance* inst, bool ready, const std::string& te
 
 }  // namespace
 
-std::string privilege_problem() {
-  if (geteuid() == 0) return "";
-  std::ifstream st("/proc/self/status");
-  std::string line;
-  while (std::getline(st, line)) {
-    if (line.rfind("CapEff:", 0) == 0) {
-      unsigned long long caps = std::stoull(line.substr(7), nullptr, 16);
-      const unsigned long long need = (1ULL << 38) | (1ULL << 39);  // CAP_PERFMON, CAP_BPF
-      if ((caps & need) == need) return "";
-    }
-  }
-  return "not running as root: run with sudo, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and "
-         "CAP_DAC_READ_SEARCH (see deploy/systemd/insa-exporter.service)";
-}
+std::string privilege_problem() { return privileges::load_problem(privileges::effective(), geteuid()); }
 
 namespace {
 

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/privileges.h"
 #include "insa_probes.skel.h"
 #include "python/procs.h"
 
@@ -66,10 +67,12 @@ const char* role_name(plan::Role r) {
   return "?";
 }
 
-std::string privilege_hint(int e) {
-  if (e == EPERM || e == EACCES)
-    return " (run as root, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)";
-  return "";
+std::string privilege_hint(int e) { return privileges::attach_hint(e, privileges::effective(), geteuid()); }
+
+std::string load_hint(int e) {
+  if (e != EPERM && e != EACCES) return "";
+  const std::string why = privileges::load_problem(privileges::effective(), geteuid());
+  return why.empty() ? privilege_hint(e) : " (" + why + ")";
 }
 
 }  // namespace
@@ -92,7 +95,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   bpf_map__set_max_entries(skel->maps.gauges, opts.max_series);
   skel->rodata->py_ntargets = static_cast<uint32_t>(plan.py_targets.size());
   if (int err = insa_probes__load(skel.get())) {
-    return Error{"cannot load the BPF programs: " + std::string(strerror(-err)) + privilege_hint(-err) +
+    return Error{"cannot load the BPF programs: " + std::string(strerror(-err)) + load_hint(-err) +
                      " (run with --log.level debug for the verifier log)",
                  -err};
   }

@@ -2,15 +2,18 @@
 #include "process/lifecycle.h"
 
 #include <dirent.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string_view>
 
+#include "common/privileges.h"
 #include "python/procs.h"
 
 namespace insa::process {
@@ -116,17 +119,26 @@ void Lifecycle::scan(const std::string& proc_root) {
     std::string exe, script;
   };
   std::vector<Found> found;
+  size_t denied = 0;
+  std::string denied_pids;  // the first few, for the log
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
     char buf[4096];
     std::string link = proc_root + "/" + e->d_name + "/exe";
     ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+    if (n < 0 && errno == EACCES && ++denied <= 3) denied_pids += std::string(denied > 1 ? ", " : "") + e->d_name;
     if (n <= 0) continue;
     std::string exe(buf, n);
     std::string script = has_scripts_ ? python_script(proc_root + "/" + e->d_name, exe) : "";
     found.push_back({static_cast<uint32_t>(std::strtoul(e->d_name, nullptr, 10)), std::move(exe), std::move(script)});
   }
   closedir(d);
+  if (denied > 0 && !denied_logged_) {
+    // Health would read 0 for workers run by other users: say why, once.
+    denied_logged_ = true;
+    spdlog::warn("worker lifecycle: /proc/PID/exe of {} processes is unreadable (pid {}{}){}", denied, denied_pids,
+                 denied > 3 ? ", ..." : "", privileges::proc_hint(privileges::effective(), geteuid()));
+  }
   // Processes gone without an exit event: either their event is still in the
   // ring buffer (read between scans) or they ended before the exporter watched.
   // Drop them now (health is 0 at once) and remember them for a while, so a

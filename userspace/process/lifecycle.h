@@ -61,6 +61,7 @@ class Lifecycle {
  private:
   int match(const std::string& exe, const std::string& script) const;
   bool has_scripts_ = false;
+  bool denied_logged_ = false;  ///< unreadable /proc/PID/exe reported once
   void expire_vanished();
   mutable std::mutex mu_;
   std::vector<WorkerState> workers_;
