@@ -109,10 +109,10 @@ systemd_verify() {
   echo "systemd-analyze verify: no errors, no warnings"
 }
 
-# The unit's contract: exactly the BPF capabilities, no ProtectKernelTunables,
+# The unit's contract: exactly the BPF capabilities (CAP_SYS_ADMIN: uprobe perf events, tests/root/privileges_test.cpp), no ProtectKernelTunables,
 # unlimited memlock, reload by SIGHUP, restart on failure, EnvironmentFile.
 systemd_policy() {
-  local u=deploy/systemd/insa-exporter.service bad=0 want="CAP_BPF CAP_DAC_READ_SEARCH CAP_PERFMON CAP_SYS_PTRACE CAP_SYS_RESOURCE" k v
+  local u=deploy/systemd/insa-exporter.service bad=0 want="CAP_BPF CAP_DAC_READ_SEARCH CAP_PERFMON CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_SYS_RESOURCE" k v
   for k in AmbientCapabilities CapabilityBoundingSet; do
     v=$(sed -n "s/^$k=//p" "$u" | tr ' ' '\n' | sort | xargs)
     [ "$v" = "$want" ] || { echo "$k=$v, want $want"; bad=1; }
