@@ -59,7 +59,7 @@ class PythonPlatform : public ::testing::Test {
     scripts_ = work_ + "/s";
     fs::create_directories(scripts_);
     for (const auto& e : fs::directory_iterator(source_dir() + "/tests/workers/python"))
-      if (e.path().extension() == ".py" || e.path().extension() == ".sh")
+      if (e.path().extension() == ".py")
         fs::copy_file(e.path(), scripts_ + "/" + e.path().filename().string());
     std::string cfg = read_file(source_dir() + "/probes-python.yaml");
     ASSERT_NE(cfg.find("source: tests/workers/python/"), std::string::npos);
@@ -79,7 +79,7 @@ class PythonPlatform : public ::testing::Test {
   /// platform test: planned sleeps then end on time on a loaded machine).
   Child platform(const std::string& mode, const std::string& run_dir, std::vector<std::string> args,
                  const std::string& log) {
-    std::vector<std::string> argv{scripts_ + "/run_platform.sh", mode, "--run-dir", run_dir, "--script-dir",
+    std::vector<std::string> argv{source_dir() + "/tests/workers/run_platform.sh", mode, "--run-dir", run_dir, "--script-dir",
                                   scripts_, "--python", kPython};
     argv.insert(argv.end(), args.begin(), args.end());
     if (auto [rt, out] = run_capture({"/usr/bin/chrt", "-r", "10", "/bin/true"}); WIFEXITED(rt) && WEXITSTATUS(rt) == 0)
@@ -327,7 +327,7 @@ TEST_F(PythonPlatform, KilledWorkerRestartCountedAndHealthy) {
 
   // Stop the platform; the supervisor's record equals the exporter's count, and every
   // worker is 0 once its process is gone.
-  ASSERT_EQ(run_capture({scripts_ + "/run_platform.sh", "stop", "--run-dir", run}).first, 0);
+  ASSERT_EQ(run_capture({source_dir() + "/tests/workers/run_platform.sh", "stop", "--run-dir", run}).first, 0);
   ASSERT_TRUE(wait_exit(p, 30)) << read_file(work_ + "/demo.log");
   p.wait();
   Truth launcher = read_truth({run + "/truth/launcher.truth"});
