@@ -127,7 +127,8 @@ void print_python_functions(const std::vector<python::PyFunction>& funcs, const 
 std::string base_name(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
 int list_python_script(const std::string& arg) {
-  const std::string path = std::filesystem::absolute(arg).lexically_normal().string();
+  std::error_code ec;  // no working directory: the path as given
+  const std::string path = std::filesystem::absolute(arg, ec).lexically_normal().string();
   auto funcs = python::scan_file(path);
   if (!funcs) return fail_line(funcs.error().message);
   std::printf("# %s: Python functions\n", path.c_str());
@@ -231,6 +232,23 @@ int check(const std::string& file) {
     std::fprintf(stderr, "insa-exporter: %s\n", p.error().message.c_str());
     return 1;
   }
+  // Workers are resolved as the agent resolves them at start and on reload.
+  std::vector<std::string> workers;
+  for (const auto& w : cfg->workers) {
+    if (w.binary.empty()) {
+      workers.push_back("worker " + w.name + ": Python processes running " + w.script);
+      continue;
+    }
+    auto b = plan::resolve_binary(w.binary, cfg->file);
+    if (!b) {
+      std::fprintf(stderr, "insa-exporter: %s: worker '%s': %s\n", w.mark.str().c_str(), w.name.c_str(),
+                   b.error().message.c_str());
+      return 1;
+    }
+    workers.push_back("worker " + w.name + ": " + *b);
+  }
+  std::printf("listen %s\n", cfg->listen_address.c_str());
+  for (const auto& w : workers) std::printf("%s\n", w.c_str());
   for (const auto& pp : p->probes) {
     if (pp.python)
       std::printf("probe %-28s %s", pp.name.c_str(), pp.target.c_str());
