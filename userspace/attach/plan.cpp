@@ -638,7 +638,11 @@ class Builder {
 
 }  // namespace
 
-Result<Plan> build_plan(const config::Config& cfg) { return Builder(cfg).build(); }
+Result<Plan> build_plan(const config::Config& cfg) {
+  auto r = Builder(cfg).build();
+  if (!r) return Error{config::one_line(r.error().message), r.error().err};
+  return r;
+}
 
 bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module) {
   if (!pp.python) return false;

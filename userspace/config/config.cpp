@@ -14,6 +14,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 #include <regex>
@@ -887,7 +888,26 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool
   return std::nullopt;
 }
 
-Result<Config> parse_config(const std::string& text, const std::string& file) {
+std::string one_line(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  for (unsigned char ch : message) {
+    if (ch == '\n') out += "\\n";
+    else if (ch == '\r') out += "\\r";
+    else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+Result<Config> parse_text(const std::string& text, const std::string& file) {
   if (text.size() > kMaxConfigBytes)
     return Error{file + ": " + std::to_string(text.size()) + " bytes, more than the " + std::to_string(kMaxConfigBytes) +
                      " (1 MiB) a config may have (512 probes fit in about 300 KiB): remove what no probe uses",
@@ -914,6 +934,14 @@ Result<Config> parse_config(const std::string& text, const std::string& file) {
     // No input should get here; if one does, it still gets one line, not a dead agent.
     return Error{file + ": cannot parse: " + e.what() + " (please report this config as a bug)"};
   }
+}
+
+}  // namespace
+
+Result<Config> parse_config(const std::string& text, const std::string& file) {
+  auto r = parse_text(text, file);
+  if (!r) return Error{one_line(r.error().message), r.error().err};
+  return r;
 }
 
 Result<Config> load_config(const std::string& path) {

@@ -185,6 +185,9 @@ Result<Config> parse_config(const std::string& text, const std::string& file);
 /// Reads and parses a file; a missing, unreadable, non-regular (FIFO, directory) or
 /// oversized file is a one-line error, and reading never blocks.
 Result<Config> load_config(const std::string& path);
+/// `message` as one line: control characters a config can smuggle into a quoted name
+/// (newlines, escapes) are written as \n, \r or \xNN, so a log line stays one line.
+std::string one_line(const std::string& message);
 /// Parses "100ms", "2s", "1.5s", "250us", "10ns" to nanoseconds.
 std::optional<int64_t> parse_duration_ns(const std::string& s);
 /// Parses a value expression ($arg2, $ret, ...); nullopt when not an expression.
