@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "../test_util.h"
 #include "attach/plan.h"
@@ -90,7 +91,8 @@ TEST(ConfigHardening, NonScalarKey) {
 TEST(ConfigHardening, UnterminatedQuotePointsAtTheQuote) {
   // yaml-cpp ended the string at the end of the file: everything after it became the
   // help text, and the error was "no 'probes' list" at 1:1.
-  const std::string text = kCounter + "    help: \"calls of\nprobes:\n  - name: p\n";
+  const std::string text = "metrics:\n  - name: insa_calls_total\n    type: counter\n    help: \"calls of\nprobes:\n"
+                           "  - name: p\n";
   EXPECT_EQ(error_of(text), msg(text, "\"calls", "the string opened here with \" is never closed: add the closing \""));
   const std::string single = "probes:\n  - name: 'p\n";
   EXPECT_EQ(error_of(single), msg(single, "'p", "the string opened here with ' is never closed: add the closing '"));
@@ -272,7 +274,7 @@ TEST(ConfigHardening, SymlinkLoopInBinaryPathIsOneLine) {
   ASSERT_EQ(symlink((dir.path + "/b").c_str(), (dir.path + "/a").c_str()), 0);
   ASSERT_EQ(symlink((dir.path + "/a").c_str(), (dir.path + "/b").c_str()), 0);
   const std::string cfg = dir.path + "/probes.yaml";
-  for (const std::string bin : {"a/worker", dir.path + "/a/worker", std::string("./a")}) {
+  for (const std::string& bin : std::vector<std::string>{"a/worker", dir.path + "/a/worker", "./a"}) {
     const std::string yaml = probe_on(bin);
     auto p = plan_of(yaml, cfg);
     ASSERT_FALSE(p.ok()) << bin;
@@ -323,14 +325,14 @@ TEST(ConfigHardening, TooManyStatusNames) {
 
 // ---- `insa-exporter check` --------------------------------------------------
 
-struct Run {
+struct CheckRun {
   int status = -1;
   std::string err;
 };
 
-Run check(const std::string& config) {
+CheckRun check(const std::string& config) {
   const std::string errf = config + ".err";
-  Run r;
+  CheckRun r;
   r.status = std::system(("timeout 20 " + kExporter + " check " + config + " >/dev/null 2>" + errf).c_str());
   std::ifstream in(errf);
   std::stringstream ss;
@@ -347,7 +349,7 @@ TEST(ConfigHardening, CheckResolvesWorkers) {
                            "    binary: /nonexistent/api\nprobes:\n  - name: p\n    binary: " + kWorker +
                            "\n    function: insa_demo::handle_request\n    metrics: [{metric: calls_total}]\n";
   std::ofstream(cfg) << yaml;
-  Run r = check(cfg);
+  CheckRun r = check(cfg);
   EXPECT_EQ(WEXITSTATUS(r.status), 1);
   EXPECT_EQ(r.err, "insa-exporter: " + cfg + ":" + at(yaml, "name: api") +
                        ": worker 'api': binary '/nonexistent/api' not found: No such file or directory (paths are "
@@ -362,10 +364,27 @@ TEST(ConfigHardening, CheckOnAFifoBinaryAnswers) {
   const std::string cfg = dir.path + "/probes.yaml";
   const std::string yaml = probe_on(fifo);
   std::ofstream(cfg) << yaml;
-  Run r = check(cfg);  // `timeout 20` answers 124 if it blocks
+  CheckRun r = check(cfg);  // `timeout 20` answers 124 if it blocks
   EXPECT_EQ(WEXITSTATUS(r.status), 1);
   EXPECT_EQ(r.err, "insa-exporter: " + cfg + ":" + at(yaml, fifo) + ": binary '" + fifo +
                        "' is a FIFO, not a regular file: give the path of the executable or shared library\n");
+}
+
+TEST(ConfigHardening, CheckOnASymlinkLoopIsOneLine) {
+  // The start path (and `check`) died with "terminate called after throwing an instance
+  // of std::filesystem::filesystem_error".
+  ASSERT_TRUE(fs::exists(kExporter)) << "build the tree first";
+  TempDir dir;
+  ASSERT_EQ(symlink((dir.path + "/b").c_str(), (dir.path + "/a").c_str()), 0);
+  ASSERT_EQ(symlink((dir.path + "/a").c_str(), (dir.path + "/b").c_str()), 0);
+  const std::string cfg = dir.path + "/probes.yaml";
+  const std::string yaml = probe_on("a/worker");
+  std::ofstream(cfg) << yaml;
+  CheckRun r = check(cfg);
+  EXPECT_EQ(WEXITSTATUS(r.status), 1);
+  EXPECT_EQ(r.err, "insa-exporter: " + cfg + ":" + at(yaml, "a/worker") +
+                       ": binary 'a/worker' cannot be resolved: Too many levels of symbolic links at '" + dir.path +
+                       "/a/worker': fix the path or the symbolic links in it\n");
 }
 
 }  // namespace
