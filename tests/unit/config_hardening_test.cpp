@@ -222,6 +222,24 @@ TEST(ConfigHardening, LongPythonNameIsRefusedBeforeTheRegex) {
   EXPECT_EQ(error_of(text), msg(text, name, "qualified name longer than 63 bytes"));
 }
 
+TEST(ConfigHardening, MessagesStayOneLine) {
+  // A quoted key can carry a newline or an escape into the message: it is written out.
+  const std::string text = "probes: []\n\"a\\nb\\x01\": 1\n";
+  EXPECT_EQ(error_of(text), msg(text, "\"a", "unknown key 'a\\nb\\x01' in the top level (allowed: exporter, metrics, "
+                                             "workers, probes)"));
+  EXPECT_EQ(one_line("a\r\nb\tc\x7f"), "a\\r\\nb\tc\\x7f");
+}
+
+TEST(ConfigHardening, DurationBeyondTheKernelRange) {
+  EXPECT_EQ(parse_duration_ns("1e300s"), std::nullopt);
+  EXPECT_EQ(parse_duration_ns("9300000000s"), std::nullopt);       // 9.3e18 ns: beyond 2^63
+  EXPECT_EQ(parse_duration_ns("9000000000s"), 9000000000000000000);  // 285 years still fit
+  const std::string text = "metrics: [{name: c_total, type: counter}]\nprobes:\n  - name: p\n    binary: /bin/true\n"
+                           "    function: main\n    status: [{if: duration > 1e300s, then: slow}]\n"
+                           "    metrics: [{metric: c_total}]\n";
+  EXPECT_EQ(error_of(text), msg(text, "duration >", "'1e300s' is not a duration (e.g. 100ms, 2s)"));
+}
+
 TEST(ConfigHardening, LoadConfigRefusesWhatIsNotARegularFile) {
   TempDir dir;
   const std::string fifo = dir.path + "/probes.yaml";

@@ -317,9 +317,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_formatter(std::make_unique<ExporterFormatter>(log_format == "json" ? LogFormat::Json : LogFormat::Logfmt));
 
-  if (*list_cmd) return list_probes(list_bin);
-  if (*check_cmd) return check(check_file);
   try {
+    if (*list_cmd) return list_probes(list_bin);
+    if (*check_cmd) return check(check_file);
     if (opt.telemetry_path.empty() || opt.telemetry_path[0] != '/' ||
         opt.telemetry_path.find_first_of("?# ") != std::string::npos || opt.telemetry_path == "/" ||
         opt.telemetry_path.rfind("/-/", 0) == 0) {
@@ -332,6 +332,11 @@ int main(int argc, char** argv) {
     return app::run_agent(opt);
   } catch (const FatalError& e) {
     std::fprintf(stderr, "insa-exporter: %s\n", e.error.message.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    // Input errors are FatalError lines where they are raised; anything else still ends
+    // as one line and exit code 1, never "terminate called after throwing".
+    std::fprintf(stderr, "insa-exporter: unexpected error: %s\n", e.what());
     return 1;
   }
 }

@@ -789,7 +789,8 @@ std::optional<int64_t> parse_duration_ns(const std::string& s) {
       try {
         size_t used = 0;
         double v = std::stod(num, &used);
-        if (used != num.size() || v < 0) return std::nullopt;
+        // Beyond 2^63 ns (292 years) llround has no answer: refused, not wrapped.
+        if (used != num.size() || !(v >= 0) || !(v * mult < 9.2e18)) return std::nullopt;
         return static_cast<int64_t>(std::llround(v * mult));
       } catch (const std::exception&) {
         return std::nullopt;
