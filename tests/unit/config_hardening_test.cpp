@@ -21,6 +21,7 @@
 #include "../test_util.h"
 #include "attach/plan.h"
 #include "config/config.h"
+#include "python/source.h"
 
 namespace insa::config {
 namespace {
@@ -244,6 +245,16 @@ TEST(ConfigHardening, DurationBeyondTheKernelRange) {
                            "    function: main\n    status: [{if: duration > 1e300s, then: slow}]\n"
                            "    metrics: [{metric: c_total}]\n";
   EXPECT_EQ(error_of(text), msg(text, "duration >", "'1e300s' is not a duration (e.g. 100ms, 2s)"));
+}
+
+TEST(ConfigHardening, PythonSourceWithAHugeNameIsScanned) {
+  // The plan builder scans the `source:` of a Python probe with std::regex: a 60000-
+  // character def or class name overflowed the stack.
+  const std::string name(60000, 'a');
+  auto funcs = python::scan_source("def " + name + "(x):\n    pass\nclass " + name + ":\n    pass\ndef ok(a, b):\n    pass\n");
+  ASSERT_EQ(funcs.size(), 1u);
+  EXPECT_EQ(funcs[0].qualname, "ok");
+  EXPECT_EQ(funcs[0].params, (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(ConfigHardening, LoadConfigRefusesWhatIsNotARegularFile) {

@@ -128,7 +128,10 @@ std::vector<PyFunction> scan_source(const std::string& text) {
     while (!scopes.empty() && l.indent <= scopes.back().indent) scopes.pop_back();
     const std::string prefix = scopes.empty() ? "" : scopes.back().qual;
     std::smatch m;
-    if (std::regex_search(l.code, m, def_re)) {
+    // The def/class regexes see the line's first 1 KiB: std::regex recurses once per
+    // character of a match, and a 60000-character name would overflow the stack.
+    const std::string head = l.code.substr(0, 1024);
+    if (std::regex_search(head, m, def_re)) {
       PyFunction f;
       f.qualname = prefix + m[2].str();
       f.line = l.line;
@@ -149,7 +152,7 @@ std::vector<PyFunction> scan_source(const std::string& text) {
       scopes.push_back({l.indent, f.qualname + ".<locals>.", static_cast<int>(out.size() - 1)});
       continue;
     }
-    if (std::regex_search(l.code, m, class_re)) {
+    if (std::regex_search(head, m, class_re)) {
       scopes.push_back({l.indent, prefix + m[1].str() + ".", -1});
       continue;
     }
