@@ -15,5 +15,13 @@ trap 'rm -rf "$work"' EXIT
 cp tests/fuzz/corpus/config/* "$work/"
 mkdir -p build-fuzz/artifacts
 # -timeout: one config must be judged within 10 s (a 1 MiB config takes about 2 s).
-"$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-  -dict=tests/fuzz/config.dict -artifact_prefix=build-fuzz/artifacts/ -print_final_stats=1 "$work"
+# The full log (one line per new input) goes to build-fuzz/config_fuzzer.log.
+log=build-fuzz/config_fuzzer.log
+if "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -dict=tests/fuzz/config.dict -artifact_prefix=build-fuzz/artifacts/ -print_final_stats=1 "$work" >"$log" 2>&1; then
+  grep -E '^(Done|stat::)' "$log"
+else
+  tail -n 60 "$log"
+  echo "run_config_fuzzer: FAILED; the input is in build-fuzz/artifacts/ (full log: $log)" >&2
+  exit 1
+fi
