@@ -257,6 +257,20 @@ TEST(ConfigHardening, PythonSourceWithAHugeNameIsScanned) {
   EXPECT_EQ(funcs[0].params, (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(ConfigHardening, PythonSourceThatIsAFifoDoesNotBlock) {
+  TempDir dir;
+  const std::string fifo = dir.path + "/worker.py";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Watchdog w;
+  auto r = python::scan_file(fifo);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "Python source '" + fifo + "' is a FIFO, not a .py file: give the path of the script");
+  ASSERT_TRUE(fs::exists(kExporter)) << "build the tree first";
+  // list-probes on it answered nothing, ever.
+  const std::string out = insa::test::run_command("timeout 20 " + kExporter + " list-probes " + fifo + " 2>&1; echo rc=$?");
+  EXPECT_EQ(out, "insa-exporter: Python source '" + fifo + "' is a FIFO, not a .py file: give the path of the script\nrc=1\n");
+}
+
 TEST(ConfigHardening, LoadConfigRefusesWhatIsNotARegularFile) {
   TempDir dir;
   const std::string fifo = dir.path + "/probes.yaml";
