@@ -8,6 +8,8 @@ pkgs=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev 
       libcapstone-dev libsqlite3-dev sqlite3 prometheus bpftrace curl systemd
       libcpp-httplib-dev libssl-dev libcrypt-dev openssl
       binutils systemtap-sdt-dev python3 python3.11 procps psmisc)
+# libFuzzer runtime for Debian's clang 14 (tests/fuzz: the config fuzzer).
+pkgs+=(libclang-rt-14-dev)
 missing=()
 # RE2 for label regexes; PostgreSQL 15 for the root test on a binary no one here wrote.
 pkgs+=(libre2-dev postgresql-15 postgresql-client-15)

@@ -21,6 +21,11 @@ cmake --build build -j"$(nproc)"
 step "unit tests (no BPF, no privileges needed)"
 build/insa_unit_tests --gtest_brief=1
 
+step "fuzzing: config parser and plan builder under libFuzzer + AddressSanitizer, 60 s"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINSA_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target insa_config_fuzzer
+tests/fuzz/run_config_fuzzer.sh 60
+
 step "root tests (real BPF, real processes)"
 build/insa_root_tests --gtest_brief=1
 

@@ -635,7 +635,7 @@ TEST(ConfigErrors, DuplicateWorker) {
 
 TEST(ConfigErrors, MetricDefinitions) {
   const std::string dup = "metrics:\n  - name: a_total\n    type: counter\n  - name: a_total\n    type: counter\nprobes: []\n";
-  EXPECT_EQ(error_of(dup), msg(dup, "a_total", "duplicate metric 'a_total'", 2));
+  EXPECT_EQ(error_of(dup), msg(dup, "a_total", "duplicate metric 'a_total' (first at probes.yaml:2:5)", 2));
   const std::string bad = "metrics:\n  - name: bad-name_total\n    type: counter\nprobes: []\n";
   EXPECT_EQ(error_of(bad), msg(bad, "bad-name", "'bad-name_total' is not a valid Prometheus metric name"));
   const std::string digit = "metrics:\n  - name: 1st_total\n    type: counter\nprobes: []\n";
@@ -643,7 +643,7 @@ TEST(ConfigErrors, MetricDefinitions) {
   const std::string total = "metrics:\n  - name: insa_requests\n    type: counter\nprobes: []\n";
   EXPECT_EQ(error_of(total), msg(total, "insa_requests", "counter 'insa_requests' must end in _total"));
   const std::string only_total = "metrics:\n  - name: _total\n    type: counter\nprobes: []\n";
-  EXPECT_EQ(error_of(only_total), msg(only_total, "_total", "counter '_total' must end in _total"));
+  EXPECT_EQ(error_of(only_total), msg(only_total, "_total", "counter '_total' is only the suffix: name what it counts, e.g. insa_requests_total"));
   const std::string hist = "metrics:\n  - name: h_seconds\n    type: histogram\nprobes: []\n";
   EXPECT_EQ(error_of(hist), msg(hist, "name: h_seconds", "histogram 'h_seconds' needs 'buckets'"));
   const std::string asc = "metrics:\n  - name: h\n    type: histogram\n    buckets: [0.1, 0.5, 0.5, 1]\nprobes: []\n";

@@ -127,7 +127,8 @@ void print_python_functions(const std::vector<python::PyFunction>& funcs, const 
 std::string base_name(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
 int list_python_script(const std::string& arg) {
-  const std::string path = std::filesystem::absolute(arg).lexically_normal().string();
+  std::error_code ec;  // no working directory: the path as given
+  const std::string path = std::filesystem::absolute(arg, ec).lexically_normal().string();
   auto funcs = python::scan_file(path);
   if (!funcs) return fail_line(funcs.error().message);
   std::printf("# %s: Python functions\n", path.c_str());
@@ -231,6 +232,23 @@ int check(const std::string& file) {
     std::fprintf(stderr, "insa-exporter: %s\n", p.error().message.c_str());
     return 1;
   }
+  // Workers are resolved as the agent resolves them at start and on reload.
+  std::vector<std::string> workers;
+  for (const auto& w : cfg->workers) {
+    if (w.binary.empty()) {
+      workers.push_back("worker " + w.name + ": Python processes running " + w.script);
+      continue;
+    }
+    auto b = plan::resolve_binary(w.binary, cfg->file);
+    if (!b) {
+      std::fprintf(stderr, "insa-exporter: %s: worker '%s': %s\n", w.mark.str().c_str(), w.name.c_str(),
+                   b.error().message.c_str());
+      return 1;
+    }
+    workers.push_back("worker " + w.name + ": " + *b);
+  }
+  std::printf("listen %s\n", cfg->listen_address.c_str());
+  for (const auto& w : workers) std::printf("%s\n", w.c_str());
   for (const auto& pp : p->probes) {
     if (pp.python)
       std::printf("probe %-28s %s", pp.name.c_str(), pp.target.c_str());
@@ -299,9 +317,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_formatter(std::make_unique<ExporterFormatter>(log_format == "json" ? LogFormat::Json : LogFormat::Logfmt));
 
-  if (*list_cmd) return list_probes(list_bin);
-  if (*check_cmd) return check(check_file);
   try {
+    if (*list_cmd) return list_probes(list_bin);
+    if (*check_cmd) return check(check_file);
     if (opt.telemetry_path.empty() || opt.telemetry_path[0] != '/' ||
         opt.telemetry_path.find_first_of("?# ") != std::string::npos || opt.telemetry_path == "/" ||
         opt.telemetry_path.rfind("/-/", 0) == 0) {
@@ -314,6 +332,11 @@ int main(int argc, char** argv) {
     return app::run_agent(opt);
   } catch (const FatalError& e) {
     std::fprintf(stderr, "insa-exporter: %s\n", e.error.message.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    // Input errors are FatalError lines where they are raised; anything else still ends
+    // as one line and exit code 1, never "terminate called after throwing".
+    std::fprintf(stderr, "insa-exporter: unexpected error: %s\n", e.what());
     return 1;
   }
 }

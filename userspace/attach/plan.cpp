@@ -19,6 +19,7 @@
 
 namespace insa::plan {
 namespace fs = std::filesystem;
+static_assert(config::kMaxProbes == INSA_MAX_PROBES, "config and kernel agree on the probe table size");
 using config::UpdateOp;
 using config::ValueRef;
 
@@ -27,11 +28,19 @@ Result<std::string> resolve_binary(const std::string& binary, const std::string&
   fs::path p(binary);
   if (p.is_relative()) {
     fs::path near = fs::path(config_file).parent_path() / p;
-    if (fs::exists(near)) p = near;
+    // The error_code overloads throughout: a symlink loop must not throw. A path near the
+    // config that exists, or fails for another reason than absence (ELOOP, EACCES), is it.
+    std::error_code ec;
+    if (fs::exists(near, ec) || (ec && ec != std::errc::no_such_file_or_directory)) p = near;
   }
   std::error_code ec;
   auto abs = fs::canonical(p, ec);
-  if (ec) return Error{"binary '" + binary + "' not found: " + ec.message() + " (paths are relative to the config file's directory)", ec.value()};
+  if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory)
+    return Error{"binary '" + binary + "' not found: " + ec.message() + " (paths are relative to the config file's directory)", ec.value()};
+  if (ec)
+    return Error{"binary '" + binary + "' cannot be resolved: " + ec.message() + " at '" + p.string() +
+                     "': fix the path or the symbolic links in it",
+                 ec.value()};
   return abs.string();
 }
 
@@ -105,8 +114,19 @@ class Builder {
       for (const auto& u : p.updates)
         if (u.op == UpdateOp::SpanEnd) span_series_[u.span] = 0;
     for (size_t i = 0; i < cfg_.probes.size(); ++i) {
-      auto r = add_probe(i);
+      // Input reaches the filesystem, ELF and Python readers from here: whatever one of
+      // them throws becomes this probe's one line, never a dead agent.
+      Result<void> r;
+      try {
+        r = add_probe(i);
+      } catch (const std::exception& e) {
+        const auto& p = cfg_.probes[i];
+        return Error{p.mark.str() + ": probe '" + p.name + "': " + e.what()};
+      }
       if (!r) return r.error();
+      if (plan_.statuses.size() > 256)
+        return Error{cfg_.probes[i].mark.str() + ": more than 256 distinct status names across the probes (the kernel "
+                                                 "keeps a status in one byte): reuse names such as success and error"};
     }
     for (auto& [si, span] : pending_spans_) plan_.specs[si.first].actions[si.second].span_series = span_series_[span];
     if (plan_.needs_catch) add_catch_points();
@@ -618,7 +638,11 @@ class Builder {
 
 }  // namespace
 
-Result<Plan> build_plan(const config::Config& cfg) { return Builder(cfg).build(); }
+Result<Plan> build_plan(const config::Config& cfg) {
+  auto r = Builder(cfg).build();
+  if (!r) return Error{config::one_line(r.error().message), r.error().err};
+  return r;
+}
 
 bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module) {
   if (!pp.python) return false;

@@ -3,12 +3,20 @@
 
 #include "common/name_hash.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
+#include <cstring>
+#include <unordered_map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -26,6 +34,120 @@ struct ParseError {
   std::string message;
 };
 
+/// "file:L:C" of a yaml-cpp mark (0-based; a null mark, -1, reads as 1:1).
+std::string where(const std::string& file, const YAML::Mark& m) {
+  return file + ":" + std::to_string(std::max(m.line, 0) + 1) + ":" + std::to_string(std::max(m.column, 0) + 1);
+}
+
+/// The closing quote of the quoted scalar opening at `pos` (a ' or "), or npos.
+size_t closing_quote(const std::string& text, size_t pos) {
+  const char q = text[pos];
+  for (size_t i = pos + 1; i < text.size(); ++i) {
+    if (q == '"' && text[i] == '\\') {
+      ++i;
+    } else if (text[i] == q) {
+      if (q == '\'' && i + 1 < text.size() && text[i + 1] == '\'') ++i;  // '' is a quote inside '...'
+      else return i;
+    }
+  }
+  return std::string::npos;
+}
+
+/// What the node tree hides, checked on yaml-cpp's event stream (linear, aliases not
+/// expanded): a key that is not a scalar, duplicate keys (yaml-cpp keeps both and `[]`
+/// returns the first), nesting deeper than any config needs, a second document, and a
+/// quoted string left open (yaml-cpp 0.7 ends it at the end of the file when the file
+/// ends with a newline, which swallowed the rest of the config into one value).
+class Lint : public YAML::EventHandler {
+ public:
+  Lint(const std::string& text, const std::string& file) : text_(text), file_(file) {}
+
+  void OnDocumentStart(const YAML::Mark& m) override {
+    if (++docs_ > 1)
+      throw ParseError{where(file_, m) + ": a second YAML document (after '---' or '...'): a config is one document; "
+                       "remove the separator or merge the two"};
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m, nullptr, false); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m, nullptr, false, true); }
+  void OnScalar(const YAML::Mark& m, const std::string& tag, YAML::anchor_t, const std::string& value) override {
+    node(m, &value, false);
+    // yaml-cpp tags quoted scalars "!"; remember the last one, the only one that can run to the end.
+    if (tag == "!" && offset(m) < text_.size() && (text_[offset(m)] == '"' || text_[offset(m)] == '\'')) last_quote_ = m;
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m, nullptr, true);
+    stack_.push_back(Frame{false, true, {}});
+  }
+  void OnSequenceEnd() override { stack_.pop_back(); }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m, nullptr, true);
+    stack_.push_back(Frame{true, true, {}});
+  }
+  void OnMapEnd() override { stack_.pop_back(); }
+
+  /// After the whole stream: a quoted scalar without its closing quote.
+  void finish() const {
+    if (last_quote_.pos < 0) return;
+    const size_t at = offset(last_quote_);
+    if (closing_quote(text_, at) == std::string::npos)
+      throw ParseError{where(file_, last_quote_) + ": the string opened here with " + text_[at] +
+                       " is never closed: add the closing " + text_[at]};
+  }
+
+ private:
+  struct Frame {
+    bool map = false;
+    bool key_next = true;  ///< in a map: the next node is a key
+    std::unordered_map<std::string, YAML::Mark> keys;
+  };
+
+  size_t offset(const YAML::Mark& m) const { return m.pos < 0 ? text_.size() : static_cast<size_t>(m.pos); }
+
+  void node(const YAML::Mark& m, const std::string* scalar, bool collection, bool alias = false) {
+    if (!stack_.empty() && stack_.back().map) {
+      Frame& f = stack_.back();
+      const bool is_key = f.key_next;
+      f.key_next = !f.key_next;
+      if (is_key) {
+        if (!scalar || alias)
+          throw ParseError{where(file_, m) + ": a key must be a plain name, not " +
+                           (collection ? "a list or mapping" : alias ? "an alias" : "empty") +
+                           " (write 'name: value')"};
+        auto [it, fresh] = f.keys.emplace(*scalar, m);
+        if (!fresh)
+          throw ParseError{where(file_, m) + ": duplicate key '" + *scalar + "' (first at " + where(file_, it->second) +
+                           "); YAML keeps only one: remove or merge the other"};
+      }
+    }
+    if (collection && static_cast<int>(stack_.size()) >= kMaxYamlDepth)
+      throw ParseError{where(file_, m) + ": YAML nested more than " + std::to_string(kMaxYamlDepth) +
+                       " levels deep (a config needs 7): close the open brackets or fix the indentation"};
+  }
+
+  const std::string& text_;
+  const std::string& file_;
+  int docs_ = 0;
+  YAML::Mark last_quote_ = YAML::Mark::null_mark();
+  std::vector<Frame> stack_;
+};
+
+/// `[host]:port` as the exporter's listener takes it: host empty (all interfaces), a
+/// name or IPv4 address, or an IPv6 address in brackets; port 0 to 65535.
+bool listen_address_ok(const std::string& a) {
+  const size_t c = a.rfind(':');
+  if (c == std::string::npos) return false;
+  const std::string host = a.substr(0, c), port = a.substr(c + 1);
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+      std::stoul(port) > 65535)
+    return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    return std::all_of(host.begin() + 1, host.end() - 1,
+                       [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)) || ch == ':' || ch == '.' || ch == '%'; });
+  return std::all_of(host.begin(), host.end(),
+                     [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' || ch == '_'; });
+}
+
 class Parser {
  public:
   explicit Parser(std::string file) : file_(std::move(file)) {}
@@ -42,7 +164,8 @@ class Parser {
   void keys(const YAML::Node& n, const std::string& where, std::initializer_list<const char*> allowed) const {
     if (!n.IsMap()) fail(n, where + " must be a mapping");
     for (const auto& kv : n) {
-      auto k = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) fail(kv.first, "a key in " + where + " must be a plain name, not a list or mapping");
+      const std::string& k = kv.first.Scalar();
       bool ok = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; });
       if (!ok) {
         std::string list;
@@ -129,12 +252,20 @@ class Parser {
     if (auto e = root["exporter"]) parse_exporter(e, c);
     if (auto m = root["metrics"]) {
       if (!m.IsSequence()) fail(m, "'metrics' must be a list");
-      for (const auto& n : m) c.metrics.push_back(parse_metric(n, c));
+      for (const auto& n : m) {
+        if (c.metrics.size() == kMaxMetrics)
+          fail(n, "more than " + std::to_string(kMaxMetrics) + " metrics: declare only the metrics probes update "
+                  "(labels tell series of one metric apart)");
+        c.metrics.push_back(parse_metric(n, c));
+        c.metric_index.emplace(c.metrics.back().name, c.metrics.size() - 1);
+      }
     }
     if (auto w = root["workers"]) {
       if (!w.IsSequence()) fail(w, "'workers' must be a list");
       std::set<std::string> seen;
       for (const auto& n : w) {
+        if (c.workers.size() == kMaxWorkers)
+          fail(n, "more than " + std::to_string(kMaxWorkers) + " workers: one entry per worker program, not per process");
         keys(n, "a worker", {"name", "type", "binary", "script"});
         if (!n["binary"] && !n["script"])
           fail(n, "a worker needs 'binary' (its executable) or 'script' (the main script of a Python worker, e.g. "
@@ -152,6 +283,9 @@ class Parser {
     if (!p.IsSequence()) fail(p, "'probes' must be a list");
     std::map<std::string, Mark> names;
     for (const auto& n : p) {
+      if (c.probes.size() == kMaxProbes)
+        fail(n, "more than " + std::to_string(kMaxProbes) + " probes (the kernel's probe table holds " +
+                    std::to_string(kMaxProbes) + "): run a second exporter for the rest");
       auto probe = parse_probe(n, c);
       auto [it, fresh] = names.emplace(probe.name, probe.mark);
       if (!fresh) fail(n["name"], "duplicate probe name '" + probe.name + "' (first at " + it->second.str() + ")");
@@ -169,7 +303,12 @@ class Parser {
       if (v < 16 || v > (1 << 22)) fail(n["max_series"], "'max_series' must be between 16 and 4194304");
       c.max_series = static_cast<uint32_t>(v);
     }
-    if (n["listen_address"]) c.listen_address = str(n["listen_address"], "'listen_address'");
+    if (n["listen_address"]) {
+      c.listen_address = str(n["listen_address"], "'listen_address'");
+      if (!listen_address_ok(c.listen_address))
+        fail(n["listen_address"], "'listen_address' is [host]:port with a port from 0 to 65535, e.g. :9091, "
+                                  "127.0.0.1:9091 or [::1]:9091, got '" + c.listen_address + "'");
+    }
     if (n["label_limit"]) {
       auto v = integer(n["label_limit"], "'label_limit'");
       if (v < 1) fail(n["label_limit"], "'label_limit' must be at least 1");
@@ -187,7 +326,8 @@ class Parser {
     m.mark = mark(n);
     m.name = req_str(n, "name", "a metric");
     if (!prometheus::CheckMetricName(m.name)) fail(n["name"], "'" + m.name + "' is not a valid Prometheus metric name");
-    if (c.metric(m.name)) fail(n["name"], "duplicate metric '" + m.name + "'");
+    if (auto it = c.metric_index.find(m.name); it != c.metric_index.end())
+      fail(n["name"], "duplicate metric '" + m.name + "' (first at " + c.metrics[it->second].mark.str() + ")");
     auto type = req_str(n, "type", "metric '" + m.name + "'");
     if (type == "counter") m.type = MetricType::Counter;
     else if (type == "gauge") m.type = MetricType::Gauge;
@@ -196,6 +336,8 @@ class Parser {
     auto ends_with = [&](const std::string& suf) {
       return m.name.size() > suf.size() && m.name.compare(m.name.size() - suf.size(), suf.size(), suf) == 0;
     };
+    if (m.name == "_total")
+      fail(n["name"], "counter '_total' is only the suffix: name what it counts, e.g. insa_requests_total");
     if (m.type == MetricType::Counter && !ends_with("_total"))
       fail(n["name"], "counter '" + m.name + "' must end in _total");
     m.help = n["help"] ? str(n["help"], "'help'") : m.name;
@@ -249,7 +391,13 @@ class Parser {
     b.value = value(n["value"], "label '" + name + "'", false);
     if (auto m = n["map"]) {
       if (!m.IsMap()) fail(m, "'map' must map integers to names");
-      for (const auto& kv : m) b.value_map[integer(kv.first, "a map key")] = str(kv.second, "a map value");
+      for (const auto& kv : m) {
+        const int64_t k = integer(kv.first, "a map key");
+        if (b.value_map.count(k))
+          fail(kv.first, "map key '" + kv.first.Scalar() + "' is the integer " + std::to_string(k) +
+                             " again: give each integer one name");
+        b.value_map[k] = str(kv.second, "a map value");
+      }
       if (b.value.kind == ValueRef::Kind::ArgStr || b.value.kind == ValueRef::Kind::RetStr ||
           b.value.kind == ValueRef::Kind::Exception)
         fail(m, "'map' needs an integer value, not a string");
@@ -481,11 +629,12 @@ class Parser {
       fail(n, where + ": 'python' needs exactly one of 'script' (e.g. worker.py) or 'module' (e.g. pkg.worker)");
     d.function = req_str(n, "function", where + "'s python");
     d.function_mark = mark(n["function"]);
+    // Length first: std::regex recurses per character, and a long name would exhaust the stack.
+    if (d.function.size() >= INSA_PY_NAME_MAX)
+      fail(n["function"], "qualified name longer than " + std::to_string(INSA_PY_NAME_MAX - 1) + " bytes");
     static const std::regex qual(R"([A-Za-z_][A-Za-z0-9_]*(\.(<locals>|[A-Za-z_][A-Za-z0-9_]*))*)");
     if (!std::regex_match(d.function, qual))
       fail(n["function"], "'" + d.function + "' is not a qualified name such as handle, Agent.handle or outer.<locals>.inner");
-    if (d.function.size() >= INSA_PY_NAME_MAX)
-      fail(n["function"], "qualified name longer than " + std::to_string(INSA_PY_NAME_MAX - 1) + " bytes");
     if (n["source"]) d.source = str(n["source"], "'source'");
     if (auto m = n["mechanism"]) {
       auto v = str(m, "'mechanism'");
@@ -622,6 +771,9 @@ bool ProbeDef::tracked() const {
 }
 
 const MetricDef* Config::metric(const std::string& name) const {
+  if (auto it = metric_index.find(name); it != metric_index.end() && it->second < metrics.size() &&
+                                         metrics[it->second].name == name)
+    return &metrics[it->second];
   for (const auto& m : metrics)
     if (m.name == name) return &m;
   return nullptr;
@@ -637,7 +789,8 @@ std::optional<int64_t> parse_duration_ns(const std::string& s) {
       try {
         size_t used = 0;
         double v = std::stod(num, &used);
-        if (used != num.size() || v < 0) return std::nullopt;
+        // Beyond 2^63 ns (292 years) llround has no answer: refused, not wrapped.
+        if (used != num.size() || !(v >= 0) || !(v * mult < 9.2e18)) return std::nullopt;
         return static_cast<int64_t>(std::llround(v * mult));
       } catch (const std::exception&) {
         return std::nullopt;
@@ -736,28 +889,103 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool
   return std::nullopt;
 }
 
-Result<Config> parse_config(const std::string& text, const std::string& file) {
+std::string one_line(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  for (unsigned char ch : message) {
+    if (ch == '\n') out += "\\n";
+    else if (ch == '\r') out += "\\r";
+    else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+Result<Config> parse_text(const std::string& text, const std::string& file) {
+  if (text.size() > kMaxConfigBytes)
+    return Error{file + ": " + std::to_string(text.size()) + " bytes, more than the " + std::to_string(kMaxConfigBytes) +
+                     " (1 MiB) a config may have (512 probes fit in about 300 KiB): remove what no probe uses",
+                 EFBIG};
   try {
+    {
+      std::istringstream in(text);
+      YAML::Parser events(in);
+      Lint lint(text, file);
+      while (events.HandleNextDocument(lint)) {
+      }
+      lint.finish();
+    }
     YAML::Node root = YAML::Load(text);
     return Parser(file).parse(root);
   } catch (const ParseError& e) {
     return Error{e.message};
+  } catch (const YAML::DeepRecursion& e) {
+    return Error{where(file, e.mark) + ": YAML nested too deep (a config needs 7 levels): close the open brackets or "
+                                       "fix the indentation"};
   } catch (const YAML::Exception& e) {
-    return Error{file + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                 ": YAML syntax error: " + e.msg};
+    return Error{where(file, e.mark) + ": YAML syntax error: " + e.msg};
+  } catch (const std::exception& e) {
+    // No input should get here; if one does, it still gets one line, not a dead agent.
+    return Error{file + ": cannot parse: " + e.what() + " (please report this config as a bug)"};
   }
 }
 
+}  // namespace
+
+Result<Config> parse_config(const std::string& text, const std::string& file) {
+  auto r = parse_text(text, file);
+  if (!r) return Error{one_line(r.error().message), r.error().err};
+  return r;
+}
+
 Result<Config> load_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    int e = errno;
-    return Error{"cannot read config file '" + path + "': " + std::strerror(e) +
-                     " (pass --config.file PATH; see probes.yaml in the repository)", e};
+  const std::string hint = " (pass --config.file PATH; see probes.yaml in the repository)";
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int e = errno;
+    return Error{"cannot read config file '" + path + "': " + std::strerror(e) + hint, e};
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Error{"cannot read config file '" + path + "': " + std::strerror(e) + hint, e};
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    const char* kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : "a device";
+    return Error{"config file '" + path + "' is " + kind + ", not a regular file" + hint, EINVAL};
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+    ::close(fd);
+    return Error{path + ": " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(kMaxConfigBytes) +
+                     " (1 MiB) a config may have (512 probes fit in about 300 KiB): remove what no probe uses",
+                 EFBIG};
+  }
+  std::string text;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      return Error{"cannot read config file '" + path + "': " + std::strerror(e) + hint, e};
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxConfigBytes) break;  // grew while being read: parse_config says so
+  }
+  ::close(fd);
+  return parse_config(text, path);
 }
 
 }  // namespace insa::config

@@ -153,6 +153,15 @@ struct WorkerDef {
   std::string script;
 };
 
+/// Bounds on what a config may hold, each refused with a one-line message. The largest
+/// useful config (512 probes, 6 updates each) is about 300 KiB of YAML.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;  ///< 1 MiB
+inline constexpr size_t kMaxProbes = 512;           ///< the kernel's probe table (INSA_MAX_PROBES)
+inline constexpr size_t kMaxMetrics = 4096;         ///< 512 probes x 6 updates fit with room
+inline constexpr size_t kMaxWorkers = 1024;
+/// YAML nesting: probes.yaml needs 7 levels; yaml-cpp itself stops at 500.
+inline constexpr int kMaxYamlDepth = 64;
+
 struct Config {
   std::string file;
   std::string listen_address = ":9091";
@@ -162,13 +171,23 @@ struct Config {
   std::vector<MetricDef> metrics;
   std::vector<WorkerDef> workers;
   std::vector<ProbeDef> probes;
+  /// Metric name -> index in `metrics`, filled by parse_config: metric() is then a map
+  /// lookup, not a scan (a scan per metric and per update made big configs quadratic).
+  std::map<std::string, size_t> metric_index;
+  /// The metric named `name`, or nullptr. Falls back to a scan when `metrics` was
+  /// changed after parsing (tests build configs by hand).
   const MetricDef* metric(const std::string& name) const;
 };
 
-/// Parses and validates probes.yaml text. `file` names it in messages.
+/// Parses and validates probes.yaml text. `file` names it in messages. Never throws:
+/// every problem, from YAML syntax to size limits, is one located line.
 Result<Config> parse_config(const std::string& text, const std::string& file);
-/// Reads and parses a file; a missing file is a one-line error.
+/// Reads and parses a file; a missing, unreadable, non-regular (FIFO, directory) or
+/// oversized file is a one-line error, and reading never blocks.
 Result<Config> load_config(const std::string& path);
+/// `message` as one line: control characters a config can smuggle into a quoted name
+/// (newlines, escapes) are written as \n, \r or \xNN, so a log line stays one line.
+std::string one_line(const std::string& message);
 /// Parses "100ms", "2s", "1.5s", "250us", "10ns" to nanoseconds.
 std::optional<int64_t> parse_duration_ns(const std::string& s);
 /// Parses a value expression ($arg2, $ret, ...); nullopt when not an expression.

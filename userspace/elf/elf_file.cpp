@@ -401,7 +401,9 @@ Result<ElfFile> ElfFile::open(const std::string& path,
 
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  impl->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer forever; reads of
+  // a regular file ignore the flag.
+  impl->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (impl->fd < 0) {
     int e = errno;
     if (e == ENOENT) {
@@ -415,7 +417,13 @@ Result<ElfFile> ElfFile::open(const std::string& path,
   if (fstat(impl->fd, &st) != 0)
     return Error::from_errno("cannot stat '" + path + "'");
   if (!S_ISREG(st.st_mode))
-    return Error{"'" + path + "' is not a regular file", EINVAL};
+    return Error{"binary '" + path + "' is " +
+                     (S_ISDIR(st.st_mode)    ? "a directory"
+                      : S_ISFIFO(st.st_mode) ? "a FIFO"
+                      : S_ISSOCK(st.st_mode) ? "a socket"
+                                             : "a device") +
+                     ", not a regular file: give the path of the executable or shared library",
+                 EINVAL};
   impl->dev = st.st_dev;
   impl->ino = st.st_ino;
 
@@ -475,7 +483,7 @@ Result<ElfFile> ElfFile::open(const std::string& path,
   if (!impl->has_symtab) {
     std::string dbg = impl->find_debug_file(debug_root);
     if (!dbg.empty()) {
-      int dfd = ::open(dbg.c_str(), O_RDONLY | O_CLOEXEC);
+      int dfd = ::open(dbg.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
       Elf* d = dfd >= 0 ? elf_begin(dfd, ELF_C_READ, nullptr) : nullptr;
       if (d && elf_kind(d) == ELF_K_ELF) {
         impl->read_symbols(d, seen);

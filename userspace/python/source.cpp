@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "python/source.h"
 
-#include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <regex>
 #include <sstream>
 
@@ -128,7 +132,10 @@ std::vector<PyFunction> scan_source(const std::string& text) {
     while (!scopes.empty() && l.indent <= scopes.back().indent) scopes.pop_back();
     const std::string prefix = scopes.empty() ? "" : scopes.back().qual;
     std::smatch m;
-    if (std::regex_search(l.code, m, def_re)) {
+    // The def/class regexes see the line's first 1 KiB: std::regex recurses once per
+    // character of a match, and a 60000-character name would overflow the stack.
+    const std::string head = l.code.substr(0, 1024);
+    if (std::regex_search(head, m, def_re)) {
       PyFunction f;
       f.qualname = prefix + m[2].str();
       f.line = l.line;
@@ -149,7 +156,7 @@ std::vector<PyFunction> scan_source(const std::string& text) {
       scopes.push_back({l.indent, f.qualname + ".<locals>.", static_cast<int>(out.size() - 1)});
       continue;
     }
-    if (std::regex_search(l.code, m, class_re)) {
+    if (std::regex_search(head, m, class_re)) {
       scopes.push_back({l.indent, prefix + m[1].str() + ".", -1});
       continue;
     }
@@ -165,11 +172,45 @@ std::vector<PyFunction> scan_source(const std::string& text) {
 }
 
 Result<std::vector<PyFunction>> scan_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Error::from_errno("cannot read Python source '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return scan_source(ss.str());
+  // O_NONBLOCK and a regular-file check: a FIFO named as the source (or as the script of
+  // list-probes) would otherwise block the reader forever.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return Error::from_errno("cannot read Python source '" + path + "'");
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Error::from_errno("cannot read Python source '" + path + "'", e);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{"Python source '" + path + "' is " +
+                     (S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "not a regular file") +
+                     ", not a .py file: give the path of the script",
+                 EINVAL};
+  }
+  constexpr off_t kMaxSource = 64 << 20;  // the largest Python modules are a few MiB
+  if (st.st_size > kMaxSource) {
+    ::close(fd);
+    return Error{"Python source '" + path + "' is " + std::to_string(st.st_size) +
+                     " bytes, more than the 64 MiB a source may have: give the script that defines the function",
+                 EFBIG};
+  }
+  std::string text;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      return Error::from_errno("cannot read Python source '" + path + "'", e);
+    }
+    if (n == 0 || text.size() > static_cast<size_t>(kMaxSource)) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return scan_source(text);
 }
 
 }  // namespace insa::python
