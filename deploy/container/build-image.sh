@@ -20,7 +20,7 @@
 # 3. `chroot ROOTFS insa-exporter --version` proves every library resolves
 #    inside the image, then `tar | podman import` makes the image: entrypoint
 #    the exporter, default arguments those of the systemd unit, port 9091,
-#    user root (the capabilities come from the runtime; see README.md here).
+#    user root (the capabilities come from the runtime: README.md, "A cluster").
 #
 # Prints the image's weight (uncompressed and gzip-compressed). Needs root,
 # mmdebstrap, podman, binutils; apt access to a Debian mirror (--mirror
