@@ -148,7 +148,7 @@ start_exporter() {
     >/dev/null || fail "podman run $image"
   local end=$((SECONDS + 60))
   until curl -sf -o /dev/null "http://127.0.0.1:$port/-/healthy"; do
-    [ "$(podman inspect --format '{{.State.Running}}' "$exporter" 2>/dev/null)" = true ] || fail "the exporter container exited"
+    [ "$(podman inspect --format '{{.State.Running}}' "$exporter" 2>/dev/null)" = true ] || fail "the exporter container exited${exit_hint:-}"
     [ "$SECONDS" -lt "$end" ] || fail "the exporter container is not healthy after 60 s"
     sleep 0.2
   done
@@ -239,6 +239,7 @@ mkdir -p "$dir/out"
   --requests 0 --linger-ms 86400000 >/dev/null || fail "podman run $worker_image"
 host_worker --requests 0 --linger-ms 86400000
 config_for ctr "ctr_request=/app/request_worker" "host_request=$workers/request_worker"
+exit_hint=" (/app/request_worker and $workers exist only in the workers' mount namespaces: the exporter must resolve probe paths through /proc/PID/root)"
 start_exporter ctr
 for p in ctr_request host_request; do
   await_query "$prom" "insa_exporter_probe_attached{probe=\"$p\"}" "{$inst,probe=\"$p\"} 1" 15 \
