@@ -34,7 +34,7 @@ tag=insa-exporter:0.1.0
 suite=
 mirrors=()
 rootfs=
-usage() { sed -n '5,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { echo "usage:" >&2; sed -n '7,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while (($#)); do
   case $1 in
     --binary) binary=${2:?}; shift 2 ;;
