@@ -44,5 +44,11 @@ tests/e2e.sh
 step "end to end: Prometheus scraping over TLS with basic auth, refused without credentials"
 tests/e2e_tls.sh
 
+step "end to end: the exporter image under podman (host PID, the unit's capabilities), workers on the host and in containers"
+tests/e2e_container.sh
+
+step "end to end: agent-mode remote_write to a second Prometheus, federation of the recording rules"
+tests/e2e_remote_write.sh
+
 echo
 echo "tests/run.sh: all tests passed"

@@ -39,6 +39,8 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "$1 not found: $2"; return 1;
 check "promtool check config deploy/prometheus/prometheus.yml" \
   sh -c 'command -v promtool >/dev/null || { echo "promtool not found: apt-get install prometheus"; exit 1; }
          promtool check config deploy/prometheus/prometheus.yml'
+check "promtool check config --agent deploy/prometheus/prometheus-agent.yml" promtool check config --agent deploy/prometheus/prometheus-agent.yml
+check "promtool check config deploy/prometheus/federation.yml" promtool check config deploy/prometheus/federation.yml
 check "promtool check rules deploy/prometheus/rules/*.yml" promtool check rules deploy/prometheus/rules/*.yml
 check "promtool test rules tests/deploy/*.test.yml" promtool test rules tests/deploy/*.test.yml
 
@@ -154,6 +156,9 @@ check "kubernetes manifests against schemas" node tests/deploy/validate_k8s.mjs
 # tests/deploy/prom_e2e.sh http://127.0.0.1:9091 yourself.
 check "prom_e2e.sh against the fake exporter (fixtures/metrics.prom)" tests/deploy/prom_e2e_fake.sh
 check "shell syntax of tests/deploy/*.sh" bash -n tests/deploy/check_deploy.sh tests/deploy/prom_e2e.sh tests/deploy/prom_e2e_fake.sh
+for f in deploy/container/build-image.sh tests/e2e_container.sh tests/e2e_remote_write.sh tests/e2e_lib.sh; do
+  check "shell syntax of $f" bash -n "$f"
+done
 
 echo "check_deploy: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

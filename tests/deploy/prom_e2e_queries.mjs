@@ -17,6 +17,9 @@
 //                must return data.
 //
 // Options: --prometheus URL --job NAME --instance HOST:PORT
+//          --matcher 'cluster="x"'  added to every dashboard selector and to the
+//          up{} waits: the dashboards' queries as a multi-cluster store answers
+//          them for one cluster (every dashboard selector starts with {job=~"$job").
 // Env: E2E_MIN_SAMPLES (20), E2E_RATE_INTERVAL (15s), E2E_TIMEOUT (120 s),
 //      E2E_VERBOSE=1 (print every passing query too).
 import { readdirSync, readFileSync } from "node:fs";
@@ -30,6 +33,8 @@ const arg = (name) => { const i = process.argv.indexOf(`--${name}`); return i > 
 const PROM = arg("prometheus");
 const JOB = arg("job") || "insa-exporter";
 const INSTANCE = arg("instance");
+const MATCHER = arg("matcher");
+const UP = `up{${MATCHER ? MATCHER + "," : ""}job="${JOB}"}`;
 const MIN_SAMPLES = Number(process.env.E2E_MIN_SAMPLES || 20);
 const RATE_INTERVAL = process.env.E2E_RATE_INTERVAL || "15s";
 const TIMEOUT = Number(process.env.E2E_TIMEOUT || 120) * 1000;
@@ -65,6 +70,12 @@ async function waitFor(what, fn) {
 // Regex-escaped for =~, then escaped again for the PromQL string literal.
 const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\\/g, "\\\\");
 function substitute(expr) {
+  if (MATCHER) {
+    const n = (expr.match(/job=~"\$job"/g) || []).length;
+    expr = expr.replaceAll('{job=~"$job"', `{${MATCHER}, job=~"$job"`);
+    if (expr.split(`{${MATCHER}, job=~"$job"`).length - 1 !== n)
+      throw new Error(`--matcher: a selector does not start with {job=~"$job": ${expr}`);
+  }
   return expr
     .replaceAll("$__rate_interval", RATE_INTERVAL).replaceAll("${__rate_interval}", RATE_INTERVAL)
     .replaceAll("$__range", "1m").replaceAll("$__interval", "1s")
@@ -172,14 +183,14 @@ function collect() {
 // ---------------------------------------------------------------- main
 await waitFor("Prometheus to be ready", async () => (await fetch(`${PROM}/-/ready`)).ok || "not ready");
 await waitFor(`target ${INSTANCE} (job ${JOB}) to be up`, async () => {
-  const r = await query(`up{job="${JOB}"}`);
+  const r = await query(UP);
   if (r.samples && r.samples[0] === "1") return true;
   const t = await (await fetch(`${PROM}/api/v1/targets`)).json();
   const at = (t.data.activeTargets || []).find((x) => x.labels.job === JOB);
   return at ? `health ${at.health}: ${at.lastError}` : "no target yet";
 });
 await waitFor(`${MIN_SAMPLES} scrapes`, async () => {
-  const r = await query(`count_over_time(up{job="${JOB}"}[10m])`);
+  const r = await query(`count_over_time(${UP}[10m])`);
   const n = Number((r.samples || [])[0] || 0);
   return n >= MIN_SAMPLES || `${n} scrapes so far`;
 });
@@ -202,4 +213,4 @@ if (failures.length) {
   console.log(`prom_e2e: ${failures.length} of ${checks.length} queries failed (${summary})`);
   process.exit(1);
 }
-console.log(`prom_e2e: all ${checks.length} queries returned data (${summary}; ${nan.length} only NaN)`);
+console.log(`prom_e2e: all ${checks.length} queries returned data (${summary}; ${nan.length} only NaN)${MATCHER ? `, dashboards with ${MATCHER}` : ""}`);

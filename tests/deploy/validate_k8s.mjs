@@ -36,7 +36,12 @@ const VALIDATORS = {
   "apps/v1/DaemonSet": vDaemonSet,
   "monitoring.coreos.com/v1/PodMonitor": vPodMonitor,
 };
-const CAPS = ["BPF", "DAC_READ_SEARCH", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"];
+// The DaemonSet runs with exactly the systemd unit's capabilities.
+const UNIT = join(here, "..", "..", "deploy", "systemd", "insa-exporter.service");
+const CAPS = (readFileSync(UNIT, "utf8").match(/^AmbientCapabilities=(.*)$/m) || [, ""])[1]
+  .trim().split(/\s+/).filter(Boolean).map((c) => c.replace(/^CAP_/, "")).sort();
+// Host paths the code reads (see the comment in daemonset.yaml), each read-only; no other.
+const HOST_PATHS = { "/sys/kernel/btf": "/sys/kernel/btf", "/var/log/pods": "/var/log/pods" };
 
 /** Deep copy of v in Proxies that record which keys the validator reads. */
 function track(v, path, log) {
@@ -149,10 +154,19 @@ function main() {
       if (v.configMap && !cms.includes(v.configMap.name)) problem(w, `volume ${v.name}: ConfigMap ${v.configMap.name} is neither a resource nor generated`);
     const vols = new Set((pod.volumes || []).map((v) => v.name));
     const hostPaths = (pod.volumes || []).filter((v) => v.hostPath).map((v) => v.hostPath.path);
-    for (const p of ["/proc", "/sys"]) if (!hostPaths.includes(p)) problem(w, `no hostPath volume for ${p}`);
+    for (const p of Object.keys(HOST_PATHS)) if (!hostPaths.includes(p)) problem(w, `no hostPath volume for ${p}`);
+    for (const p of hostPaths) if (!(p in HOST_PATHS)) problem(w, `hostPath ${p}: the exporter does not read it (mount only ${Object.keys(HOST_PATHS).join(", ")})`);
+    const hostVols = new Map((pod.volumes || []).filter((v) => v.hostPath).map((v) => [v.name, v.hostPath.path]));
     for (const c of pod.containers) {
       const cw = `${w} container ${c.name}`;
       for (const m of c.volumeMounts || []) if (!vols.has(m.name)) problem(cw, `mount ${m.name} has no volume`);
+      for (const m of c.volumeMounts || []) {
+        const hp = hostVols.get(m.name);
+        if (hp && m.readOnly !== true) problem(cw, `host path ${hp} must be mounted readOnly`);
+        if (hp && hp in HOST_PATHS && m.mountPath !== HOST_PATHS[hp]) problem(cw, `host path ${hp} mounted at ${m.mountPath}, the code reads ${HOST_PATHS[hp]}`);
+      }
+      for (const hp of hostVols.values())
+        if (!(c.volumeMounts || []).some((m) => hostVols.get(m.name) === hp)) problem(cw, `host path ${hp} is not mounted`);
       const ports = (c.ports || []).map((p) => p.name);
       if (!ports.includes("metrics")) problem(cw, "no port named metrics");
       const probePath = (p) => p && p.httpGet && p.httpGet.path;
@@ -163,7 +177,7 @@ function main() {
       if (!c.resources || !c.resources.requests || !c.resources.limits) problem(cw, "resources need requests and limits");
       const sc = c.securityContext || {};
       const add = ((sc.capabilities || {}).add || []).slice().sort();
-      if (JSON.stringify(add) !== JSON.stringify(CAPS) && !add.includes("SYS_ADMIN")) problem(cw, `capabilities.add ${add} != ${CAPS}`);
+      if (JSON.stringify(add) !== JSON.stringify(CAPS) && !add.includes("SYS_ADMIN")) problem(cw, `capabilities.add ${add} != the unit's ${CAPS} (deploy/systemd/insa-exporter.service)`);
       if (add.includes("SYS_ADMIN") && sc.allowPrivilegeEscalation === false) problem(cw, "SYS_ADMIN with allowPrivilegeEscalation: false is rejected by the API server");
       if (sc.privileged) problem(cw, "privileged: the listed capabilities are enough");
       if (!((sc.capabilities || {}).drop || []).includes("ALL")) problem(cw, "capabilities.drop should be [ALL]");
