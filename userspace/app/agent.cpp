@@ -88,7 +88,7 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   auto p = plan::build_plan(inst->cfg);
   if (!p) throw FatalError{p.error()};
   inst->plan = std::move(*p);
-  auto eng = attach::Engine::load(inst->plan, {inst->cfg.max_series});
+  auto eng = attach::Engine::load(inst->plan, {});
   if (!eng) throw FatalError{eng.error()};
   inst->engine = std::move(*eng);
   for (const auto& w : inst->cfg.workers) {
@@ -121,9 +121,7 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   // attach (which then refused it), the next scan sees the difference and re-plans.
   for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(analysed_id(pp));
 
-  inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->counters_fd(), inst->engine->gauges_fd(),
-                                                        inst->engine->stats_fd(),
-                                                        static_cast<uint32_t>(inst->plan.specs.size()));
+  inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->map_fds());
   auto* engine = inst->engine.get();
   inst->collector = std::make_unique<collector::Collector>(inst->cfg, inst->engine->plan(), *inst->reader, [engine] {
     std::vector<collector::ProbeStatus> s;

@@ -78,6 +78,7 @@ class Collector : public prometheus::Collectable {
   std::function<std::vector<ProbeStatus>()> probe_status_;
   std::vector<FamilySource> sources_;
   std::string platform_;
+  int ncpus_ = 1;  ///< possible CPUs: per-CPU map values are allocated for each
 
   mutable std::mutex mu_;
   mutable std::map<std::pair<size_t, size_t>, std::set<std::string>> seen_;  ///< (metric,label) → values
@@ -89,8 +90,8 @@ class Collector : public prometheus::Collectable {
   /// The previous scrape's keys in map order and their rows: a kernel hash map is read in
   /// bucket order, which stays the same while no series is added, so most keys are matched
   /// by one sequential compare instead of a hash lookup.
-  mutable std::vector<insa_key> last_keys_[2];
-  mutable std::vector<size_t> last_rows_[2];
+  mutable std::vector<insa_key> last_keys_[3];
+  mutable std::vector<size_t> last_rows_[3];
   mutable std::unordered_map<std::string, size_t> by_labels_;
   mutable double last_scrape_seconds_ = 0;
   mutable std::set<std::string> warned_;  ///< metric names already logged as colliding

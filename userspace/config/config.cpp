@@ -163,11 +163,20 @@ class Parser {
 
  private:
   void parse_exporter(const YAML::Node& n, Config& c) {
-    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "system_info"});
+    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "series_expiry", "system_info"});
     if (n["max_series"]) {
       auto v = integer(n["max_series"], "'max_series'");
       if (v < 16 || v > (1 << 22)) fail(n["max_series"], "'max_series' must be between 16 and 4194304");
       c.max_series = static_cast<uint32_t>(v);
+      c.max_series_mark = mark(n["max_series"]);
+    }
+    if (auto e = n["series_expiry"]) {
+      auto text = str(e, "'series_expiry'");
+      auto ns = text == "0" ? std::optional<int64_t>(0) : parse_duration_ns(text);
+      if (!ns || (*ns != 0 && *ns < 1000000000LL))
+        fail(e, "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 to keep series forever, got '" +
+                    text + "'");
+      c.series_expiry_ns = *ns;
     }
     if (n["listen_address"]) c.listen_address = str(n["listen_address"], "'listen_address'");
     if (n["label_limit"]) {

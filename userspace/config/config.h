@@ -157,7 +157,11 @@ struct Config {
   std::string file;
   std::string listen_address = ":9091";
   size_t label_limit = 100;  ///< distinct values per metric before `other`
-  uint32_t max_series = 16384;  ///< kernel map entries for counters/histograms and for gauges
+  /// Kernel series budget: split into one quota per metric (attach/map_budget.h).
+  uint32_t max_series = 16384;
+  Mark max_series_mark;  ///< where `max_series` was written (line 0: default)
+  /// Series unchanged this long are removed from the kernel maps and /metrics (0: never).
+  int64_t series_expiry_ns = 600'000'000'000;
   std::map<std::string, std::string> system_info;  ///< version, environment
   std::vector<MetricDef> metrics;
   std::vector<WorkerDef> workers;
