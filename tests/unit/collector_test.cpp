@@ -48,11 +48,15 @@ insa_key key(uint32_t series) {
 void put_str(insa_key& k, uint32_t off, const std::string& s) { std::memcpy(k.data + off, s.data(), s.size()); }
 void put_int(insa_key& k, uint32_t off, int64_t v) { std::memcpy(k.data + off, &v, sizeof v); }
 
-insa_hist counter(int64_t v) {
-  insa_hist h{};
-  h.count = static_cast<uint64_t>(v);
-  h.sum = v;
-  return h;
+insa_count counter(int64_t v) {
+  insa_count c{};
+  c.sum = v;
+  return c;
+}
+insa_gauge gauge(int64_t v) {
+  insa_gauge g{};
+  g.value = v;
+  return g;
 }
 
 LabelDecoder stat(const std::string& name, const std::string& value) {
@@ -176,7 +180,7 @@ struct World {
     h.buckets[1] = 1;
     h.buckets[2] = 1;
     h.buckets[3] = 1;  // +Inf slot of a 3-bound histogram
-    s.counters.emplace_back(kd, h);
+    s.histograms.emplace_back(kd, h);
     auto code = [&](int64_t c, int64_t n) {
       auto k = key(3);
       put_int(k, 0, c);
@@ -197,7 +201,7 @@ struct World {
     model("model=llama", 4);    // third distinct value with label_limit 2: `other`
     model("model=mistral", 1);  // fourth: `other` too
     auto g = key(2);
-    s.gauges.emplace_back(g, 3);
+    s.gauges.emplace_back(g, gauge(3));
     s.stats.resize(2);
     s.stats[0] = {10, 9, 1, 2, 3, 4, 5};
     s.stats[1] = {7, 0, 0, 0, 0, 0, 0};
@@ -809,7 +813,7 @@ TEST(Collector, NegativeGaugeWithIntegerLabel) {
   w.plan.series[2].labels[0] = integer("worker_name", 0);
   auto k = key(2);
   put_int(k, 0, 12);
-  w.reader.snap.gauges.emplace_back(k, -2);
+  w.reader.snap.gauges.emplace_back(k, gauge(-2));
   auto c = w.make();
   auto fs = c.Collect();
   const auto& g = fam(fs, "insa_worker_active_requests");

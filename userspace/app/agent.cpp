@@ -71,6 +71,7 @@ struct Instance {
   plan::Plan plan;
   std::unique_ptr<attach::Engine> engine;
   std::unique_ptr<reader::BpfMapReader> reader;
+  std::unique_ptr<collector::Expiry> expiry;  ///< series expiry sweeps (main loop)
   std::unique_ptr<collector::Collector> collector;
   std::unique_ptr<process::Lifecycle> lifecycle;
   std::vector<FileId> probe_files;  ///< per probe, to notice a replaced binary
@@ -108,7 +109,13 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   auto* inst = &in;
   inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
   auto* lc = inst->lifecycle.get();
-  if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); },
+  inst->expiry = std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(),
+                                                     inst->cfg.series_expiry_ns);
+  auto* ex = inst->expiry.get();
+  if (auto r = inst->engine->watch_exits([lc, ex](const attach::ExitEvent& e) {
+        lc->exited(e.tgid, e.exit_code);
+        ex->note_exit(e.tgid);
+      },
                                          inst->cfg.workers.empty()
                                              ? std::function<void(const attach::ExecEvent&)>()
                                              : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
@@ -128,6 +135,7 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
     for (const auto& st : engine->states()) s.push_back({st.attached});
     return s;
   });
+  inst->collector->set_expiry(inst->expiry.get());
   inst->collector->add_source([lc](std::vector<prometheus::MetricFamily>& out) { lc->collect(out); });
   for (const auto& src : extra) inst->collector->add_source(src);
 }
@@ -423,6 +431,7 @@ int run_agent(const AgentOptions& opt) {
     if (inst && now - last_scan >= std::chrono::seconds(1)) {
       last_scan = now;
       inst->lifecycle->scan();
+      inst->expiry->tick();  // idle series and those of dead $pid processes
       try {
         check_replaced(*inst, mu);
         // Scans /proc and reads ELF files without the lock; attaches under it.

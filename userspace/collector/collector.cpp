@@ -101,7 +101,7 @@ std::string Collector::bounded(size_t metric, size_t label, const std::string& v
     seen.insert(value);
     return value;
   }
-  folded_[metric].insert(value);
+  if (folded_[metric].insert(value).second) ++folded_count_[metric];
   return "other";
 }
 
@@ -162,6 +162,59 @@ size_t Collector::row_for(const plan::Series& s, uint32_t series, const insa_key
   return row;
 }
 
+void Collector::forget_expired(const reader::Snapshot& snap) const {
+  auto raw = [](const insa_key& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof k); };
+  std::unordered_map<std::string, char> live;
+  for (const auto& [k, v] : snap.counters) live.emplace(raw(k), 0);
+  for (const auto& [k, v] : snap.histograms) live.emplace(raw(k), 0);
+  for (const auto& [k, v] : snap.gauges) live.emplace(raw(k), 0);
+  for (auto it = by_key_.begin(); it != by_key_.end();) it = live.count(it->first) ? std::next(it) : by_key_.erase(it);
+  // Rows still fed by a key, shown always (fixed labels), or derived: kept, renumbered.
+  std::vector<size_t> renum(rows_.size(), std::string::npos);
+  std::vector<char> keep(rows_.size(), 0);
+  for (const auto& [k, r] : by_key_)
+    if (r != std::string::npos) keep[r] = 1;
+  for (size_t i = 0; i < rows_.size(); ++i) keep[i] |= rows_[i].always;
+  for (const auto& [si, r] : derived_) keep[r] = 1;
+  std::vector<Row> rows;
+  for (size_t i = 0; i < rows_.size(); ++i)
+    if (keep[i]) {
+      renum[i] = rows.size();
+      rows.push_back(std::move(rows_[i]));
+    }
+  rows_ = std::move(rows);
+  for (auto& [k, r] : by_key_)
+    if (r != std::string::npos) r = renum[r];
+  for (auto& [si, r] : derived_) r = renum[r];
+  for (auto& list : by_metric_) {
+    std::vector<size_t> kept;
+    for (size_t r : list)
+      if (renum[r] != std::string::npos) kept.push_back(renum[r]);
+    list = std::move(kept);
+  }
+  for (auto it = by_labels_.begin(); it != by_labels_.end();) {
+    if (renum[it->second] == std::string::npos) {
+      it = by_labels_.erase(it);
+    } else {
+      it->second = renum[it->second];
+      ++it;
+    }
+  }
+  // Label values of rows gone free their place under label_limit.
+  for (auto& [ml, values] : seen_) {
+    std::set<std::string> still;
+    for (size_t r : by_metric_[ml.first])
+      if (ml.second < rows_[r].values.size() && values.count(rows_[r].values[ml.second]))
+        still.insert(rows_[r].values[ml.second]);
+    values = std::move(still);
+  }
+  folded_.clear();  // which values fed `other` is not kept per key; the counter stays
+  for (int m = 0; m < 3; ++m) {
+    last_keys_[m].clear();
+    last_rows_[m].clear();
+  }
+}
+
 reader::Snapshot Collector::gather() const {
   if (by_metric_.size() != cfg_.metrics.size()) {
     by_metric_.assign(cfg_.metrics.size(), {});
@@ -182,6 +235,10 @@ reader::Snapshot Collector::gather() const {
   if (!ok) {
     ++scrape_errors_;
     spdlog::error("scrape: {}", ok.error().message);
+  }
+  if (expiry_ && expiry_->generation() != expiry_generation_) {
+    expiry_generation_ = expiry_->generation();
+    if (ok) forget_expired(snap);
   }
   const size_t sizes[3] = {snap.counters.size(), snap.histograms.size(), snap.gauges.size()};
   for (int m = 0; m < 3; ++m) {
@@ -405,9 +462,9 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto folded = family("insa_exporter_label_overflow_total",
                        "Distinct label values folded into 'other' because a metric reached label_limit.", pm::MetricType::Counter);
   for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
-    auto it = folded_.find(mi);
+    auto it = folded_count_.find(mi);
     folded.metric.push_back(counter_sample({{"metric", cfg_.metrics[mi].name}},
-                                           it == folded_.end() ? 0 : static_cast<double>(it->second.size())));
+                                           it == folded_count_.end() ? 0 : static_cast<double>(it->second)));
   }
   out.push_back(std::move(folded));
   auto series = family("insa_exporter_map_entries", "Entries in the kernel aggregation maps.", pm::MetricType::Gauge);
@@ -445,13 +502,29 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   out.push_back(std::move(quota));
   out.push_back(std::move(other));
   auto lost = family("insa_exporter_lost_events_total",
-                     "Events lost or degraded in the kernel, by reason: string_read (a label's string could not be read, "
-                     "the label is empty), ringbuf_full (a process exec/exit event), span_map_full (a span begin).",
+                     "Events lost or degraded, by reason: string_read (a label's string could not be read, the label "
+                     "is empty), ringbuf_full (a process exec/exit event), span_map_full (a span begin), span_expired "
+                     "(a span whose end never came), expiry_race (updates of a series expired as they arrived).",
                      pm::MetricType::Counter);
   static const char* reasons[INSA_LOST_MAX] = {"string_read", "ringbuf_full", "span_map_full"};
   for (int r = 0; r < INSA_LOST_MAX; ++r)
     lost.metric.push_back(counter_sample({{"reason", reasons[r]}}, static_cast<double>(snap.lost[r])));
+  // Userspace's share: spans whose end never came within the expiry, and idle series
+  // deleted just as an update arrived.
+  lost.metric.push_back(
+      counter_sample({{"reason", "span_expired"}}, expiry_ ? static_cast<double>(expiry_->spans_expired()) : 0.0));
+  lost.metric.push_back(
+      counter_sample({{"reason", "expiry_race"}}, expiry_ ? static_cast<double>(expiry_->raced()) : 0.0));
   out.push_back(std::move(lost));
+  auto expired = family("insa_exporter_series_expired_total",
+                        "Kernel series removed because they did not change for exporter.series_expiry, or their $pid "
+                        "process ended.",
+                        pm::MetricType::Counter);
+  const auto exp = expiry_ ? expiry_->expired() : std::vector<uint64_t>{};
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi)
+    expired.metric.push_back(
+        counter_sample({{"metric", cfg_.metrics[mi].name}}, mi < exp.size() ? static_cast<double>(exp[mi]) : 0.0));
+  out.push_back(std::move(expired));
   auto errs = family("insa_exporter_scrape_errors_total", "Scrapes that failed to read the kernel maps.", pm::MetricType::Counter);
   errs.metric.push_back(counter_sample({}, static_cast<double>(scrape_errors_)));
   out.push_back(std::move(errs));
