@@ -15,7 +15,10 @@
 #include <string>
 #include <vector>
 
+#include <bpf/libbpf.h>
+
 #include "collector/collector.h"
+#include "collector/exposition.h"
 #include "../test_util.h"
 
 namespace insa::collector {
@@ -153,6 +156,7 @@ struct World {
         series(kStatic, {stat("kind", "a")}, 1.0, 1),                          // 5
         series(kSizes, {}, 1.0, 1),                                            // 6
     };
+    plan.budget = *plan::compute_budget(cfg, plan);
   }
 
   Collector make() {
@@ -207,6 +211,11 @@ struct World {
     s.stats[1] = {7, 0, 0, 0, 0, 0, 0};
     // A key for a series the plan does not know (stale map entry) is ignored.
     s.counters.emplace_back(key(99), counter(1000));
+    s.map_bytes = {{"counters", 19064}, {"specs", 635192}};
+    s.folded = {0, 0, 0, 4, 0, 0, 0};
+    s.lost[INSA_LOST_STR_READ] = 1;
+    s.lost[INSA_LOST_RINGBUF] = 2;
+    s.lost[INSA_LOST_SPAN_FULL] = 3;
   }
 };
 
@@ -435,10 +444,34 @@ TEST(Collector, SelfMetrics) {
   EXPECT_EQ(b.metric[0].gauge.value, 1);
 
   const auto& m = fam(fs, "insa_exporter_map_entries");
-  ASSERT_EQ(m.metric.size(), 2u);
+  ASSERT_EQ(m.metric.size(), 3u);
   EXPECT_EQ(labels(m.metric[0]), (L{{"map", "counters"}}));
-  EXPECT_EQ(m.metric[0].gauge.value, 14);  // 3 + 1 + 4 + 5 + the stale one
+  EXPECT_EQ(m.metric[0].gauge.value, 13);  // 3 + 4 + 5 + the stale one
+  EXPECT_EQ(labels(m.metric[1]), (L{{"map", "histograms"}}));
   EXPECT_EQ(m.metric[1].gauge.value, 1);
+  EXPECT_EQ(labels(m.metric[2]), (L{{"map", "gauges"}}));
+  EXPECT_EQ(m.metric[2].gauge.value, 1);
+
+  // Budget: 3 series with fixed labels (active, static, sizes) take 1 each; the 4 metrics
+  // with captured labels share the other 16381 of max_series: 4095 each.
+  const auto& q = fam(fs, "insa_exporter_series_quota");
+  ASSERT_EQ(q.metric.size(), 7u);
+  const double quotas[] = {4095, 4095, 1, 4095, 4095, 1, 1};
+  for (size_t i = 0; i < 7; ++i) {
+    EXPECT_EQ(labels(q.metric[i]), (L{{"metric", w.cfg.metrics[i].name}}));
+    EXPECT_EQ(q.metric[i].gauge.value, quotas[i]) << i;
+  }
+  const auto& lim = fam(fs, "insa_exporter_kernel_map_limit_bytes");
+  ASSERT_EQ(lim.metric.size(), 3u);
+  const int ncpus = libbpf_num_possible_cpus();
+  // counters: requests 4095 + 3 status `other` keys, errors and models 4095 + 1, static 1.
+  EXPECT_EQ(w.plan.budget.entries[0], 12291u);
+  EXPECT_EQ(w.plan.budget.entries[1], 4097u);
+  EXPECT_EQ(w.plan.budget.entries[2], 1u);
+  for (size_t k = 0; k < 3; ++k) {
+    const auto shape = plan::map_shape(static_cast<plan::MapKind>(k), w.plan.budget);
+    EXPECT_EQ(lim.metric[k].gauge.value, static_cast<double>(plan::hash_map_bytes(shape, shape.max_entries, ncpus)));
+  }
 
   const auto& e = fam(fs, "insa_exporter_scrape_errors_total");
   ASSERT_EQ(e.metric.size(), 1u);
@@ -515,6 +548,9 @@ TEST(Collector, FamilyOrderAndSources) {
                        "insa_exporter_abandoned_calls_total", "insa_exporter_exception_exits_total",
                        "insa_exporter_unmatched_exits_total", "insa_exporter_untracked_calls_total",
                        "insa_exporter_dropped_updates_total", "insa_exporter_label_overflow_total", "insa_exporter_map_entries",
+                       "insa_exporter_kernel_map_bytes", "insa_exporter_kernel_map_limit_bytes",
+                       "insa_exporter_series_quota", "insa_exporter_series_folded_total",
+                       "insa_exporter_lost_events_total", "insa_exporter_series_expired_total",
                        "insa_exporter_scrape_errors_total", "insa_exporter_scrape_duration_seconds"}));
 }
 
@@ -613,8 +649,52 @@ TEST(Collector, TextIsByteForByte) {
       "insa_exporter_label_overflow_total{metric=\"insa_sizes_bytes\"} 0\n"
       "# HELP insa_exporter_map_entries Entries in the kernel aggregation maps.\n"
       "# TYPE insa_exporter_map_entries gauge\n"
-      "insa_exporter_map_entries{map=\"counters\"} 14\n"
+      "insa_exporter_map_entries{map=\"counters\"} 13\n"
+      "insa_exporter_map_entries{map=\"histograms\"} 1\n"
       "insa_exporter_map_entries{map=\"gauges\"} 1\n"
+      "# HELP insa_exporter_kernel_map_bytes Kernel memory charged for each BPF map now (memlock in /proc/self/fdinfo).\n"
+      "# TYPE insa_exporter_kernel_map_bytes gauge\n"
+      "insa_exporter_kernel_map_bytes{map=\"counters\"} 19064\n"
+      "insa_exporter_kernel_map_bytes{map=\"specs\"} 635192\n"
+      "# HELP insa_exporter_kernel_map_limit_bytes Most kernel memory an aggregation map can take: every metric at its series quota, at this CPU count.\n"
+      "# TYPE insa_exporter_kernel_map_limit_bytes gauge\n"
+      "insa_exporter_kernel_map_limit_bytes{map=\"counters\"} <counters>\n"
+      "insa_exporter_kernel_map_limit_bytes{map=\"histograms\"} <histograms>\n"
+      "insa_exporter_kernel_map_limit_bytes{map=\"gauges\"} <gauges>\n"
+      "# HELP insa_exporter_series_quota Kernel series a metric may hold; new label values beyond it are counted in its 'other' series.\n"
+      "# TYPE insa_exporter_series_quota gauge\n"
+      "insa_exporter_series_quota{metric=\"insa_agent_requests_total\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_agent_request_duration_seconds\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_worker_active_requests\"} 1\n"
+      "insa_exporter_series_quota{metric=\"insa_errors_total\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_model_calls_total\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_static_total\"} 1\n"
+      "insa_exporter_series_quota{metric=\"insa_sizes_bytes\"} 1\n"
+      "# HELP insa_exporter_series_folded_total Updates counted in a metric's 'other' series because its series quota was full.\n"
+      "# TYPE insa_exporter_series_folded_total counter\n"
+      "insa_exporter_series_folded_total{metric=\"insa_agent_requests_total\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_agent_request_duration_seconds\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_worker_active_requests\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_errors_total\"} 4\n"
+      "insa_exporter_series_folded_total{metric=\"insa_model_calls_total\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_static_total\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_sizes_bytes\"} 0\n"
+      "# HELP insa_exporter_lost_events_total Events lost or degraded, by reason: string_read (a label's string could not be read, the label is empty), ringbuf_full (a process exec/exit event), span_map_full (a span begin), span_expired (a span whose end never came), expiry_race (updates of a series expired as they arrived).\n"
+      "# TYPE insa_exporter_lost_events_total counter\n"
+      "insa_exporter_lost_events_total{reason=\"string_read\"} 1\n"
+      "insa_exporter_lost_events_total{reason=\"ringbuf_full\"} 2\n"
+      "insa_exporter_lost_events_total{reason=\"span_map_full\"} 3\n"
+      "insa_exporter_lost_events_total{reason=\"span_expired\"} 0\n"
+      "insa_exporter_lost_events_total{reason=\"expiry_race\"} 0\n"
+      "# HELP insa_exporter_series_expired_total Kernel series removed because they did not change for exporter.series_expiry, or their $pid process ended.\n"
+      "# TYPE insa_exporter_series_expired_total counter\n"
+      "insa_exporter_series_expired_total{metric=\"insa_agent_requests_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_agent_request_duration_seconds\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_worker_active_requests\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_errors_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_model_calls_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_static_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_sizes_bytes\"} 0\n"
       "# HELP insa_exporter_scrape_errors_total Scrapes that failed to read the kernel maps.\n"
       "# TYPE insa_exporter_scrape_errors_total counter\n"
       "insa_exporter_scrape_errors_total 0\n"
@@ -624,6 +704,15 @@ TEST(Collector, TextIsByteForByte) {
   auto put = [&](const std::string& what, const std::string& with) { want.replace(want.find(what), what.size(), with); };
   put("<platform>", host_platform());
   put("<version>", INSA_VERSION);
+  // The most each aggregation map can take depends on this machine's CPU count.
+  for (size_t k = 0; k < plan::kMapKinds; ++k) {
+    const auto kind = static_cast<plan::MapKind>(k);
+    const auto shape = plan::map_shape(kind, w.plan.budget);
+    std::string v;
+    exposition::append_number(v, static_cast<double>(plan::hash_map_bytes(shape, shape.max_entries,
+                                                                           libbpf_num_possible_cpus())));
+    put(std::string("<") + plan::map_name(kind) + ">", v);
+  }
   EXPECT_EQ(t, want);
 }
 
