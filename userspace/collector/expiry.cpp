@@ -73,12 +73,30 @@ void Expiry::note_exit(uint32_t tgid) {
 size_t Expiry::tick() {
   const uint64_t now = monotonic_ns();
   bool due = now >= next_sweep_;
-  if (!exited_.empty()) {
+  if (!due && !exited_.empty()) {
     for (uint32_t p : exited_) due |= known_pids_.count(p) > 0;
-    // A process whose series appeared after the last sweep: found within 10 s.
-    due |= now - last_exit_sweep_ >= 10'000'000'000ULL;
+    // A process whose series appeared since the last sweep: a walk over the keys alone
+    // (no per-CPU values) finds out whether one of them names it.
+    if (!due) due = exited_pid_in_keys();
+    if (!due) exited_.clear();
   }
   return due ? sweep() : 0;
+}
+
+bool Expiry::exited_pid_in_keys() const {
+  for (int fd : {fds_.counters, fds_.histograms, fds_.gauges}) {
+    if (fd < 0) continue;
+    insa_key k{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      k = next;
+      prev = &k;
+      if (k.series >= plan_.series.size() || (k.flags & INSA_KEY_OTHER)) continue;
+      for (const auto& l : plan_.series[k.series].labels)
+        if (l.pid && exited_.count(static_cast<uint32_t>(int_at(k, l.offset)))) return true;
+    }
+  }
+  return false;
 }
 
 size_t Expiry::sweep() {
@@ -98,7 +116,6 @@ size_t Expiry::sweep() {
   sweep_spans(now, alive);
   known_pids_ = std::move(pids);
   exited_.clear();
-  last_exit_sweep_ = now;
   next_sweep_ = now + period_ns(expiry_ns_);
   if (removed) {
     generation_.fetch_add(1);

@@ -38,7 +38,7 @@ class Expiry {
   void note_exit(uint32_t tgid);
   /// Called about once a second. Sweeps when the periodic sweep is due (every
   /// expiry/10, between 1 s and 60 s), or when a process whose PID labels a series
-  /// exited. Returns the keys removed.
+  /// exited (so such series go within a second). Returns the keys removed.
   size_t tick();
   /// Sweeps every map now. Returns the keys removed.
   size_t sweep();
@@ -60,6 +60,7 @@ class Expiry {
   size_t sweep_map(int fd, int kind, uint64_t now, const std::function<bool(uint32_t)>& alive,
                    std::set<uint32_t>& pids);
   size_t sweep_spans(uint64_t now, const std::function<bool(uint32_t)>& alive);
+  bool exited_pid_in_keys() const;
 
   const plan::Plan& plan_;
   reader::MapFds fds_;
@@ -67,7 +68,6 @@ class Expiry {
   int ncpus_;
   bool pid_series_ = false;  ///< some series is labelled by $pid
   uint64_t next_sweep_ = 0;
-  uint64_t last_exit_sweep_ = 0;
   std::set<uint32_t> known_pids_;  ///< PIDs in keys at the last sweep
   std::set<uint32_t> exited_;      ///< exits since the last sweep
   std::vector<insa_key> keys_;
