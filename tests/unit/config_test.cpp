@@ -946,6 +946,30 @@ TEST(ConfigErrors, MaxSeries) {
   EXPECT_EQ(hi->max_series, 4194304u);
 }
 
+TEST(ConfigErrors, SeriesExpiry) {
+  auto def = parse_config("probes: []\n", kFile);
+  ASSERT_TRUE(def.ok());
+  EXPECT_EQ(def->series_expiry_ns, 600'000'000'000);  // 10 minutes
+  auto ten = parse_config("exporter:\n  series_expiry: 90s\nprobes: []\n", kFile);
+  ASSERT_TRUE(ten.ok()) << ten.error().message;
+  EXPECT_EQ(ten->series_expiry_ns, 90'000'000'000);
+  auto min = parse_config("exporter:\n  series_expiry: 30m\nprobes: []\n", kFile);
+  ASSERT_TRUE(min.ok());
+  EXPECT_EQ(min->series_expiry_ns, 1'800'000'000'000);
+  auto off = parse_config("exporter:\n  series_expiry: 0\nprobes: []\n", kFile);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->series_expiry_ns, 0);
+  for (const std::string bad : {"500ms", "soon", "-5s", "10"}) {
+    const std::string text = "exporter:\n  series_expiry: " + bad + "\nprobes: []\n";
+    EXPECT_EQ(error_of(text), msg(text, bad, "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 "
+                                             "to keep series forever, got '" + bad + "'"));
+  }
+  // Where max_series was written, for the budget's message.
+  auto ms = parse_config("exporter:\n  max_series: 64\nprobes: []\n", kFile);
+  ASSERT_TRUE(ms.ok());
+  EXPECT_EQ(ms->max_series_mark.str(), std::string(kFile) + ":2:15");
+}
+
 TEST(ConfigErrors, DropUnmatched) {
   const std::string noregex = with_update(R"yaml(      - metric: insa_active
         inflight: true
