@@ -814,6 +814,38 @@ TEST(Collector, HostileValuesStillValidForPromtool) {
       << "promtool (Debian's prometheus package, installed by tests/install-deps.sh) rejected /metrics";
 }
 
+// The kernel's `other` key (its metric's quota was full): captured labels read
+// `other`, $status stays, and it takes no place under label_limit, so the user's
+// values and the kernel's overflow land in the same exported `other` series.
+TEST(Collector, KernelOtherKeyIsTheOtherSeries) {
+  World w;  // label_limit 2
+  auto req = [&](const char* agent, int64_t st, int64_t n, uint32_t flags) {
+    auto k = key(0);
+    k.flags = flags;
+    put_str(k, 0, agent);
+    put_int(k, 32, st);
+    w.reader.snap.counters.emplace_back(k, counter(n));
+  };
+  req("", 0, 40, INSA_KEY_OTHER);  // folded in the kernel: bytes zeroed, status kept
+  req("", 1, 2, INSA_KEY_OTHER);
+  req("sizing", 0, 5, 0);
+  req("crm", 0, 1, 0);
+  req("tax", 0, 3, 0);  // third value with label_limit 2: folded here, into the same series
+  auto c = w.make();
+  const std::string t = c.text();
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"other\",status=\"success\"} 43\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"other\",status=\"error\"} 2\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"sizing\",status=\"success\"} 5\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"crm\",status=\"success\"} 1\n"));
+  EXPECT_THAT(t, HasSubstr("insa_exporter_label_overflow_total{metric=\"insa_agent_requests_total\"} 1\n"));
+  plan::LabelDecoder d = str("agent_type", 0, 32);
+  auto k = key(0);
+  k.flags = INSA_KEY_OTHER;
+  EXPECT_EQ(Collector::decode_label(d, k, w.plan.statuses), "other");
+  EXPECT_EQ(Collector::decode_label(status("status", 32), k, w.plan.statuses), "success");
+  EXPECT_EQ(Collector::decode_label(stat("kind", "a"), k, w.plan.statuses), "a");
+}
+
 // Status names are a closed set declared in probes.yaml (plan.statuses): they
 // must never count against label_limit nor fold into `other`.
 TEST(Collector, StatusLabelsAreNotFolded) {
