@@ -489,7 +489,7 @@ TEST(ConfigErrors, UnknownKeysElsewhere) {
   const std::string s = "exporter:\n  system_info:\n    owner: me\nprobes: []\n";
   EXPECT_EQ(error_of(s), msg(s, "owner", "unknown key 'owner' in 'system_info' (allowed: version, environment, platform)"));
   const std::string m = "metrics:\n  - name: a_total\n    type: counter\n    unit: s\nprobes: []\n";
-  EXPECT_EQ(error_of(m), msg(m, "unit", "unknown key 'unit' in a metric (allowed: name, type, help, labels, buckets)"));
+  EXPECT_EQ(error_of(m), msg(m, "unit", "unknown key 'unit' in a metric (allowed: name, type, help, labels, buckets, max_series)"));
   const std::string w = "workers:\n  - name: w\n    binary: b\n    pid: 1\nprobes: []\n";
   EXPECT_EQ(error_of(w), msg(w, "pid", "unknown key 'pid' in a worker (allowed: name, type, binary, script)"));
   const std::string l = kMetrics + R"(  - name: a
@@ -964,6 +964,13 @@ TEST(ConfigErrors, SeriesExpiry) {
     EXPECT_EQ(error_of(text), msg(text, bad, "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 "
                                              "to keep series forever, got '" + bad + "'"));
   }
+  // A metric's own quota.
+  auto own = parse_config("metrics:\n  - name: m_total\n    type: counter\n    max_series: 300\nprobes: []\n", kFile);
+  ASSERT_TRUE(own.ok()) << own.error().message;
+  EXPECT_EQ(own->metrics.at(0).max_series, 300u);
+  EXPECT_EQ(own->metrics.at(0).max_series_mark.str(), std::string(kFile) + ":4:17");
+  const std::string zero = "metrics:\n  - name: m_total\n    type: counter\n    max_series: 0\nprobes: []\n";
+  EXPECT_EQ(error_of(zero), msg(zero, "0\n", "'max_series' must be between 1 and 4194304"));
   // Where max_series was written, for the budget's message.
   auto ms = parse_config("exporter:\n  max_series: 64\nprobes: []\n", kFile);
   ASSERT_TRUE(ms.ok());

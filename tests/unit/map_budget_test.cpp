@@ -109,16 +109,40 @@ TEST(MapBudget, TooSmallIsRefusedAtMaxSeries) {
   auto b = compute_budget(f.cfg, f.plan);
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.error().message,
-            "probes.yaml:2:15: 'max_series' 28 is too small: the series with fixed labels take 5 and each of the 3 "
-            "metrics with captured labels needs at least 8; set max_series to at least 29");
+            "probes.yaml:2:15: 'max_series' 28 is too small: metrics' own max_series and series with fixed labels take "
+            "5 and each of the 3 other metrics with captured labels needs at least 8; set max_series to at least 29");
   f.cfg.max_series = 29;
   ASSERT_TRUE(compute_budget(f.cfg, f.plan).ok());
   EXPECT_EQ(compute_budget(f.cfg, f.plan)->metrics[0].quota, 8u);
   f.cfg.max_series = 20;
   f.cfg.max_series_mark = {};  // not written: the default
   EXPECT_EQ(compute_budget(f.cfg, f.plan).error().message,
-            "probes.yaml: exporter.max_series (default) 20 is too small: the series with fixed labels take 5 and each "
-            "of the 3 metrics with captured labels needs at least 8; set max_series to at least 29");
+            "probes.yaml: exporter.max_series (default) 20 is too small: metrics' own max_series and series with fixed "
+            "labels take 5 and each of the 3 other metrics with captured labels needs at least 8; set max_series to "
+            "at least 29");
+}
+
+TEST(MapBudget, AMetricsOwnMaxSeriesIsTakenFirst) {
+  Fixture f;
+  f.cfg.metrics[0].max_series = 500;  // a: its own quota
+  f.cfg.metrics[2].max_series = 10;   // c: fixed labels, 4 keys: 10 is enough
+  auto b = compute_budget(f.cfg, f.plan);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  // 1000 - 500 - 10 - 1 (e) = 489 for b and d: 244 each.
+  EXPECT_EQ(b->metrics[0].quota, 500u);
+  EXPECT_EQ(b->metrics[1].quota, 244u);
+  EXPECT_EQ(b->metrics[2].quota, 10u);
+  EXPECT_EQ(b->metrics[3].quota, 244u);
+  EXPECT_EQ(b->metrics[4].quota, 1u);
+  EXPECT_EQ(b->entries[0], 500u + 3 + 10 + 1);
+  f.cfg.metrics[2].max_series = 3;
+  f.cfg.metrics[2].max_series_mark = {"probes.yaml", 9, 17};
+  EXPECT_EQ(compute_budget(f.cfg, f.plan).error().message,
+            "probes.yaml:9:17: 'max_series' 3 of metric 'c_total' is less than the 4 series its fixed labels can "
+            "have; raise it or remove it");
+  f.cfg.metrics[2].max_series = 10;
+  f.cfg.metrics[0].max_series = 980;  // leaves 9 for two metrics
+  EXPECT_FALSE(compute_budget(f.cfg, f.plan).ok());
 }
 
 TEST(MapBudget, ElementBytesAsTheKernelChargesThem) {

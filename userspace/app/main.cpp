@@ -228,7 +228,9 @@ void print_budget(const config::Config& cfg, const plan::Plan& p) {
   for (size_t mi = 0; mi < cfg.metrics.size() && mi < p.budget.metrics.size(); ++mi) {
     const auto& q = p.budget.metrics[mi];
     std::printf("metric %-27s %u series in the kernel%s\n", cfg.metrics[mi].name.c_str(), q.quota,
-                q.captured ? ", then its label values count as 'other'" : " (every label is fixed)");
+                q.captured     ? ", then its label values count as 'other'"
+                : q.quota == 0 ? " (no kernel update: derived from the probes' own counts, or unused)"
+                               : " (every label is fixed)");
   }
   uint64_t total = 0;
   std::string maps;

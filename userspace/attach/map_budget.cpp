@@ -45,24 +45,37 @@ Result<MapBudget> compute_budget(const config::Config& cfg, const Plan& plan) {
       fixed[s.metric] += keys;
     }
   }
-  uint64_t total_fixed = 0, ncaptured = 0;
+  // A metric's own max_series is taken out first; the rest goes to fixed series, then in
+  // even shares to the other metrics with captured labels.
+  uint64_t taken = 0, ncaptured = 0;
   for (size_t mi = 0; mi < b.metrics.size(); ++mi) {
-    total_fixed += fixed[mi];
-    ncaptured += b.metrics[mi].captured;
+    const auto& m = cfg.metrics[mi];
+    if (m.max_series) {
+      if (m.max_series < fixed[mi])
+        return Error{m.max_series_mark.str() + ": 'max_series' " + std::to_string(m.max_series) + " of metric '" +
+                     m.name + "' is less than the " + std::to_string(fixed[mi]) +
+                     " series its fixed labels can have; raise it or remove it"};
+      taken += m.max_series;
+    } else {
+      taken += fixed[mi];
+      ncaptured += b.metrics[mi].captured;
+    }
   }
-  const uint64_t need = total_fixed + kMinQuota * ncaptured;
+  const uint64_t need = taken + kMinQuota * ncaptured;
   if (need > cfg.max_series) {
-    const std::string where = cfg.max_series_mark.line ? cfg.max_series_mark.str() + ": 'max_series' " : cfg.file + ": exporter.max_series (default) ";
-    return Error{where + std::to_string(cfg.max_series) + " is too small: the series with fixed labels take " +
-                 std::to_string(total_fixed) + " and each of the " + std::to_string(ncaptured) +
-                 " metrics with captured labels needs at least " + std::to_string(kMinQuota) +
+    const std::string where = cfg.max_series_mark.line ? cfg.max_series_mark.str() + ": 'max_series' "
+                                                       : cfg.file + ": exporter.max_series (default) ";
+    return Error{where + std::to_string(cfg.max_series) + " is too small: metrics' own max_series and series with fixed " +
+                 "labels take " + std::to_string(taken) + " and each of the " + std::to_string(ncaptured) +
+                 " other metrics with captured labels needs at least " + std::to_string(kMinQuota) +
                  "; set max_series to at least " + std::to_string(need)};
   }
-  const uint64_t share = ncaptured ? (cfg.max_series - total_fixed) / ncaptured : 0;
+  const uint64_t share = ncaptured ? (cfg.max_series - taken) / ncaptured : 0;
   uint64_t entries[kMapKinds] = {0, 0, 0};
   for (size_t mi = 0; mi < b.metrics.size(); ++mi) {
     auto& q = b.metrics[mi];
-    q.quota = static_cast<uint32_t>(fixed[mi] + (q.captured ? share : 0));
+    const uint32_t own = cfg.metrics[mi].max_series;
+    q.quota = own ? own : static_cast<uint32_t>(fixed[mi] + (q.captured ? share : 0));
     entries[static_cast<size_t>(q.map)] += uint64_t{q.quota} + q.other_keys;
   }
   for (size_t k = 0; k < kMapKinds; ++k) b.entries[k] = static_cast<uint32_t>(entries[k] ? entries[k] : 1);

@@ -191,7 +191,7 @@ class Parser {
   }
 
   MetricDef parse_metric(const YAML::Node& n, const Config& c) {
-    keys(n, "a metric", {"name", "type", "help", "labels", "buckets"});
+    keys(n, "a metric", {"name", "type", "help", "labels", "buckets", "max_series"});
     MetricDef m;
     m.mark = mark(n);
     m.name = req_str(n, "name", "a metric");
@@ -228,6 +228,12 @@ class Parser {
       if (m.buckets.size() > 16) fail(b, "at most 16 bucket bounds (+Inf is implied)");
     } else if (m.type == MetricType::Histogram) {
       fail(n, "histogram '" + m.name + "' needs 'buckets'");
+    }
+    if (auto q = n["max_series"]) {
+      auto v = integer(q, "'max_series'");
+      if (v < 1 || v > (1 << 22)) fail(q, "'max_series' must be between 1 and 4194304");
+      m.max_series = static_cast<uint32_t>(v);
+      m.max_series_mark = mark(q);
     }
     return m;
   }

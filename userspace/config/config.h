@@ -32,6 +32,10 @@ struct MetricDef {
   MetricType type = MetricType::Counter;
   std::vector<std::string> labels;
   std::vector<double> buckets;  ///< histogram `le` bounds, ascending
+  /// This metric's kernel series quota, taken out of exporter.max_series first (0: an
+  /// even share of what is left).
+  uint32_t max_series = 0;
+  Mark max_series_mark;
   /// Bucket unit: durations are observed in ns by the kernel, so bounds in seconds
   /// are scaled when a probe observes $duration. Plain values are observed as is.
   Mark mark;
