@@ -244,6 +244,73 @@ TEST(Losses, StringReadFromAnUnmappedPageIsCounted) {
   EXPECT_EQ(s.at("fx_label_calls_total"), 30);
 }
 
+// A span whose end never comes (its process ended, or series_expiry passed) is removed
+// from the kernel and counted; the spans that do end are observed as before.
+TEST(Losses, SpansThatNeverEndAreRemovedAndCounted) {
+  require_root();
+  auto cfg = write_config("spans", R"(exporter:
+  series_expiry: 2s
+metrics:
+  - name: fx_span_seconds
+    type: histogram
+    buckets: [1]
+probes:
+  - name: open
+    binary: )" + fixture() + R"(
+    function: fx_label
+    metrics:
+      - {metric: fx_span_seconds, span_begin: s, span_key: $arg2}
+  - name: close
+    binary: )" + fixture() + R"(
+    function: fx_close
+    metrics:
+      - {metric: fx_span_seconds, span_end: s, span_key: $arg1}
+)");
+  Exporter exp(cfg, 19467);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  run_fixture({"distinct", "7"}, 7);  // 7 spans begun, none ended: the process is gone
+  Samples s;
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    s = exp.scrape();
+    if (s.at("insa_exporter_lost_events_total{reason=\"span_expired\"}") >= 7) break;
+  }
+  EXPECT_EQ(s.at("insa_exporter_lost_events_total{reason=\"span_expired\"}"), 7);
+  EXPECT_EQ(s.at("insa_exporter_lost_events_total{reason=\"span_map_full\"}"), 0);
+  EXPECT_EQ(s.at("fx_span_seconds_count"), 0);
+}
+
+// `check` prints each metric's share and the most the maps can take, from the same
+// estimate the exporter exports.
+TEST(Series, CheckPrintsTheBudget) {
+  require_root();
+  const std::string cfg = write_config("check", with_binary(kBudget));
+  auto [st, out] = run_capture({binary_dir() + "/insa-exporter", "check", cfg});
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_NE(out.find("metric fx_by_name_total            31 series in the kernel, then its label values count as "
+                     "'other'\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("metric fx_label_calls_total        1 series in the kernel (every label is fixed)\n"),
+            std::string::npos)
+      << out;
+  const int ncpus = libbpf_num_possible_cpus();
+  const uint64_t c = plan::hash_map_bytes({33, sizeof(insa_key), sizeof(insa_count), true}, 33, ncpus);
+  const uint64_t h = plan::hash_map_bytes({32, sizeof(insa_key), sizeof(insa_hist), true}, 32, ncpus);
+  const uint64_t g = plan::hash_map_bytes({1, sizeof(insa_key), sizeof(insa_gauge), false}, 1, ncpus);
+  const std::string line = "kernel maps at most " + plan::human_bytes(c + h + g) + " at " + std::to_string(ncpus) +
+                           " CPUs (max_series 64): counters 33 (" + plan::human_bytes(c) + "), histograms 32 (" +
+                           plan::human_bytes(h) + "), gauges 1 (" + plan::human_bytes(g) + ")\n";
+  EXPECT_NE(out.find(line), std::string::npos) << out << "\nwanted: " << line;
+  // The exporter exports the same figures.
+  Exporter exp(cfg, 19468);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  Samples s = exp.scrape();
+  EXPECT_EQ(s.at("insa_exporter_kernel_map_limit_bytes{map=\"counters\"}"), static_cast<double>(c));
+  EXPECT_EQ(s.at("insa_exporter_kernel_map_limit_bytes{map=\"histograms\"}"), static_cast<double>(h));
+  EXPECT_EQ(s.at("insa_exporter_kernel_map_limit_bytes{map=\"gauges\"}"), static_cast<double>(g));
+}
+
 // The exit ring buffer holds 64 KiB: 2048 exit records of 32 bytes. With the exporter
 // stopped (SIGSTOP) nothing drains it, so of N process exits at least N - 2048 are
 // dropped, and counted. (Other processes on the host exit meanwhile too: a lower bound.)
