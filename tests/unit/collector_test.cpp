@@ -634,7 +634,7 @@ TEST(Collector, TextIsByteForByte) {
       "# TYPE insa_exporter_untracked_calls_total counter\n"
       "insa_exporter_untracked_calls_total{probe=\"request\"} 4\n"
       "insa_exporter_untracked_calls_total{probe=\"queue\"} 0\n"
-      "# HELP insa_exporter_dropped_updates_total Metric updates lost because their kernel map was full (raise exporter.max_series).\n"
+      "# HELP insa_exporter_dropped_updates_total Metric updates lost because the kernel could not allocate their series, not even the metric's other series.\n"
       "# TYPE insa_exporter_dropped_updates_total counter\n"
       "insa_exporter_dropped_updates_total{probe=\"request\"} 5\n"
       "insa_exporter_dropped_updates_total{probe=\"queue\"} 0\n"

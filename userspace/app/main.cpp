@@ -30,6 +30,7 @@
 #include "python/interp.h"
 #include "python/procs.h"
 #include "python/source.h"
+#include "reader/map_reader.h"
 
 using namespace insa;
 
@@ -278,6 +279,16 @@ int check(const std::string& file) {
     std::fprintf(stderr, "insa-exporter: %s\n", eng.error().message.c_str());
     return 1;
   }
+  // What the loaded maps are charged now (preallocated ones in full), by the kernel's count.
+  uint64_t now_bytes = 0;
+  for (const auto& [name, fd] : (*eng)->map_fds().all) {
+    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+    std::stringstream text;
+    text << in.rdbuf();
+    now_bytes += reader::fdinfo_memlock(text.str());
+  }
+  std::printf("kernel memory of all BPF maps once loaded: %s (the aggregation maps grow with their series)\n",
+              plan::human_bytes(now_bytes).c_str());
   std::printf("OK: %zu probes, %zu metrics, BPF programs verified by the kernel\n", p->probes.size(),
               cfg->metrics.size());
   return 0;

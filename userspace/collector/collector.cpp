@@ -444,7 +444,7 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto unmatched = family("insa_exporter_unmatched_exits_total", "Return sites reached with no open call (attached mid-call).", pm::MetricType::Counter);
   auto overflow = family("insa_exporter_untracked_calls_total", "Calls not tracked because the per-thread frame stack was full.", pm::MetricType::Counter);
   auto dropped = family("insa_exporter_dropped_updates_total",
-                        "Metric updates lost because their kernel map was full (raise exporter.max_series).",
+                        "Metric updates lost because the kernel could not allocate their series, not even the metric's other series.",
                         pm::MetricType::Counter);
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
