@@ -280,6 +280,36 @@ probes:
   EXPECT_EQ(s.at("fx_span_seconds_count"), 0);
 }
 
+// The spans map holds 65536 open spans: of 66000 begun and never ended, 464 find it full
+// and are counted (with series_expiry 0 nothing removes the others during the test).
+TEST(Losses, SpanMapFullIsCounted) {
+  require_root();
+  auto cfg = write_config("spanfull", R"(exporter:
+  series_expiry: 0
+metrics:
+  - name: fx_span_seconds
+    type: histogram
+    buckets: [1]
+probes:
+  - name: open
+    binary: )" + fixture() + R"(
+    function: fx_label
+    metrics:
+      - {metric: fx_span_seconds, span_begin: s, span_key: $arg2}
+  - name: close
+    binary: )" + fixture() + R"(
+    function: fx_close
+    metrics:
+      - {metric: fx_span_seconds, span_end: s, span_key: $arg1}
+)");
+  Exporter exp(cfg, 19469);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  run_fixture({"distinct", "66000"}, 66000);
+  Samples s = exp.scrape();
+  EXPECT_EQ(s.at("insa_exporter_lost_events_total{reason=\"span_map_full\"}"), 66000 - 65536);
+  EXPECT_EQ(s.at("insa_exporter_probe_events_total{probe=\"open\"}"), 66000);
+}
+
 // `check` prints each metric's share and the most the maps can take, from the same
 // estimate the exporter exports.
 TEST(Series, CheckPrintsTheBudget) {
