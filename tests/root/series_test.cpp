@@ -141,11 +141,14 @@ TEST(Series, KernelMemoryPerSeriesIsWhatTheBudgetCharges) {
   Samples b = exp.scrape();
   ASSERT_EQ(a.at("insa_exporter_map_entries{map=\"counters\"}"), 11);  // 10 names + calls
   ASSERT_EQ(b.at("insa_exporter_map_entries{map=\"counters\"}"), 26);
-  ASSERT_EQ(b.at("insa_exporter_map_entries{map=\"histograms\"}") - a.at("insa_exporter_map_entries{map=\"histograms\"}"), 15);
+  ASSERT_EQ(
+      b.at("insa_exporter_map_entries{map=\"histograms\"}") - a.at("insa_exporter_map_entries{map=\"histograms\"}"),
+      15);
   const int ncpus = libbpf_num_possible_cpus();
   plan::HashShape counters{65, sizeof(insa_key), sizeof(insa_count), true};
   plan::HashShape hists{32, sizeof(insa_key), sizeof(insa_hist), true};
-  EXPECT_EQ(b.at("insa_exporter_kernel_map_bytes{map=\"counters\"}") - a.at("insa_exporter_kernel_map_bytes{map=\"counters\"}"),
+  EXPECT_EQ(b.at("insa_exporter_kernel_map_bytes{map=\"counters\"}") -
+                a.at("insa_exporter_kernel_map_bytes{map=\"counters\"}"),
             15.0 * static_cast<double>(plan::hash_map_elem_bytes(counters, ncpus)));
   EXPECT_EQ(b.at("insa_exporter_kernel_map_bytes{map=\"histograms\"}") -
                 a.at("insa_exporter_kernel_map_bytes{map=\"histograms\"}"),

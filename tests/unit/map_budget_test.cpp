@@ -54,11 +54,11 @@ struct Fixture {
     plan.statuses = {"success", "error", "timeout"};
     plan.series = {
         series(0, {label(K::Str), label(K::Status, 16)}),  // a: captured, with status: 3 `other` keys
-        series(1, {label(K::Int)}),                       // b: captured
-        series(2, {label(K::Static)}),                    // c: fixed, 1 key
-        series(2, {label(K::Status)}),                    // c: fixed, one key per status
-        series(3, {label(K::Int, 0, true)}),              // d: captured ($pid)
-        series(4, {}),                                    // e: fixed, 1 key
+        series(1, {label(K::Int)}),                        // b: captured
+        series(2, {label(K::Static)}),                     // c: fixed, 1 key
+        series(2, {label(K::Status)}),                     // c: fixed, one key per status
+        series(3, {label(K::Int, 0, true)}),               // d: captured ($pid)
+        series(4, {}),                                     // e: fixed, 1 key
     };
     Series derived = series(3, {label(K::Static)});
     derived.derived_inflight = true;  // no kernel key at all

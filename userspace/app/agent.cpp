@@ -109,16 +109,16 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   auto* inst = &in;
   inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
   auto* lc = inst->lifecycle.get();
-  inst->expiry = std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(),
-                                                     inst->cfg.series_expiry_ns);
+  inst->expiry =
+      std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(), inst->cfg.series_expiry_ns);
   auto* ex = inst->expiry.get();
-  if (auto r = inst->engine->watch_exits([lc, ex](const attach::ExitEvent& e) {
-        lc->exited(e.tgid, e.exit_code);
-        ex->note_exit(e.tgid);
-      },
-                                         inst->cfg.workers.empty()
-                                             ? std::function<void(const attach::ExecEvent&)>()
-                                             : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
+  if (auto r = inst->engine->watch_exits(
+          [lc, ex](const attach::ExitEvent& e) {
+            lc->exited(e.tgid, e.exit_code);
+            ex->note_exit(e.tgid);
+          },
+          inst->cfg.workers.empty() ? std::function<void(const attach::ExecEvent&)>()
+                                    : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
       !r)
     throw FatalError{r.error()};
   lc->scan();

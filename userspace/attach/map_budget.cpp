@@ -11,9 +11,12 @@ namespace insa::plan {
 
 const char* map_name(MapKind k) {
   switch (k) {
-    case MapKind::Counters: return "counters";
-    case MapKind::Histograms: return "histograms";
-    case MapKind::Gauges: return "gauges";
+    case MapKind::Counters:
+      return "counters";
+    case MapKind::Histograms:
+      return "histograms";
+    case MapKind::Gauges:
+      return "gauges";
   }
   return "?";
 }
@@ -65,8 +68,9 @@ Result<MapBudget> compute_budget(const config::Config& cfg, const Plan& plan) {
   if (need > cfg.max_series) {
     const std::string where = cfg.max_series_mark.line ? cfg.max_series_mark.str() + ": 'max_series' "
                                                        : cfg.file + ": exporter.max_series (default) ";
-    return Error{where + std::to_string(cfg.max_series) + " is too small: metrics' own max_series and series with fixed " +
-                 "labels take " + std::to_string(taken) + " and each of the " + std::to_string(ncaptured) +
+    return Error{where + std::to_string(cfg.max_series) +
+                 " is too small: metrics' own max_series and series with fixed labels take " + std::to_string(taken) +
+                 " and each of the " + std::to_string(ncaptured) +
                  " other metrics with captured labels needs at least " + std::to_string(kMinQuota) +
                  "; set max_series to at least " + std::to_string(need)};
   }

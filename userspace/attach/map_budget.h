@@ -40,7 +40,7 @@ struct MetricQuota {
 };
 
 struct MapBudget {
-  std::vector<MetricQuota> metrics;  ///< index == metric
+  std::vector<MetricQuota> metrics;         ///< index == metric
   uint32_t entries[kMapKinds] = {1, 1, 1};  ///< max_entries of each map (at least 1)
 };
 

@@ -154,7 +154,8 @@ size_t Collector::row_for(const plan::Series& s, uint32_t series, const insa_key
     // Static and status labels come from a finite set in the config: never folded; nor
     // is the kernel's `other` key (already folded).
     const auto k = s.labels[i].kind;
-    const bool fixed = k == LabelDecoder::Kind::Static || k == LabelDecoder::Kind::Status || (key.flags & INSA_KEY_OTHER);
+    const bool fixed =
+        k == LabelDecoder::Kind::Static || k == LabelDecoder::Kind::Status || (key.flags & INSA_KEY_OTHER);
     values.push_back(fixed ? v : bounded(s.metric, i, v));
   }
   if (!dropped) row = add_row(s.metric, std::move(values), false);
@@ -443,9 +444,10 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto exceptions = family("insa_exporter_exception_exits_total", "Probed calls left by a C++ exception.", pm::MetricType::Counter);
   auto unmatched = family("insa_exporter_unmatched_exits_total", "Return sites reached with no open call (attached mid-call).", pm::MetricType::Counter);
   auto overflow = family("insa_exporter_untracked_calls_total", "Calls not tracked because the per-thread frame stack was full.", pm::MetricType::Counter);
-  auto dropped = family("insa_exporter_dropped_updates_total",
-                        "Metric updates lost because the kernel could not allocate their series, not even the metric's other series.",
-                        pm::MetricType::Counter);
+  auto dropped = family(
+      "insa_exporter_dropped_updates_total",
+      "Metric updates lost because the kernel could not allocate their series, not even the metric's other series.",
+      pm::MetricType::Counter);
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
     attached.metric.push_back(gauge_sample(l, i < st.size() && st[i].attached ? 1 : 0));
@@ -474,13 +476,16 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   out.push_back(std::move(series));
   // Kernel memory: what each map is charged now (the kernel's figure), and the most the
   // aggregation maps can reach under the budget (the estimate `check` prints).
-  auto bytes = family("insa_exporter_kernel_map_bytes",
-                      "Kernel memory charged for each BPF map now (memlock in /proc/self/fdinfo).", pm::MetricType::Gauge);
-  for (const auto& [name, b] : snap.map_bytes) bytes.metric.push_back(gauge_sample({{"map", name}}, static_cast<double>(b)));
+  auto bytes =
+      family("insa_exporter_kernel_map_bytes",
+             "Kernel memory charged for each BPF map now (memlock in /proc/self/fdinfo).", pm::MetricType::Gauge);
+  for (const auto& [name, b] : snap.map_bytes)
+    bytes.metric.push_back(gauge_sample({{"map", name}}, static_cast<double>(b)));
   out.push_back(std::move(bytes));
-  auto limit = family("insa_exporter_kernel_map_limit_bytes",
-                      "Most kernel memory an aggregation map can take: every metric at its series quota, at this CPU count.",
-                      pm::MetricType::Gauge);
+  auto limit =
+      family("insa_exporter_kernel_map_limit_bytes",
+             "Most kernel memory an aggregation map can take: every metric at its series quota, at this CPU count.",
+             pm::MetricType::Gauge);
   for (size_t k = 0; k < plan::kMapKinds; ++k) {
     const auto kind = static_cast<plan::MapKind>(k);
     const auto shape = plan::map_shape(kind, plan_.budget);
@@ -492,11 +497,12 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
                       "Kernel series a metric may hold; new label values beyond it are counted in its 'other' series.",
                       pm::MetricType::Gauge);
   auto other = family("insa_exporter_series_folded_total",
-                      "Updates counted in a metric's 'other' series because its series quota was full.", pm::MetricType::Counter);
+                      "Updates counted in a metric's 'other' series because its series quota was full.",
+                      pm::MetricType::Counter);
   for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
     std::vector<pm::ClientMetric::Label> l{{"metric", cfg_.metrics[mi].name}};
-    quota.metric.push_back(gauge_sample(
-        l, mi < plan_.budget.metrics.size() ? static_cast<double>(plan_.budget.metrics[mi].quota) : 0.0));
+    quota.metric.push_back(
+        gauge_sample(l, mi < plan_.budget.metrics.size() ? static_cast<double>(plan_.budget.metrics[mi].quota) : 0.0));
     other.metric.push_back(counter_sample(l, mi < snap.folded.size() ? static_cast<double>(snap.folded[mi]) : 0.0));
   }
   out.push_back(std::move(quota));

@@ -174,8 +174,9 @@ class Parser {
       auto text = str(e, "'series_expiry'");
       auto ns = text == "0" ? std::optional<int64_t>(0) : parse_duration_ns(text);
       if (!ns || (*ns != 0 && *ns < 1000000000LL))
-        fail(e, "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 to keep series forever, got '" +
-                    text + "'");
+        fail(e,
+             "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 to keep series forever, got '" +
+                 text + "'");
       c.series_expiry_ns = *ns;
     }
     if (n["listen_address"]) c.listen_address = str(n["listen_address"], "'listen_address'");

@@ -17,8 +17,8 @@ namespace insa::reader {
 
 /// Everything one scrape needs from the kernel.
 struct Snapshot {
-  std::vector<std::pair<insa_key, insa_count>> counters;    ///< summed over CPUs (`last`: the latest)
-  std::vector<std::pair<insa_key, insa_hist>> histograms;   ///< summed over CPUs (`last`: the latest)
+  std::vector<std::pair<insa_key, insa_count>> counters;   ///< summed over CPUs (`last`: the latest)
+  std::vector<std::pair<insa_key, insa_hist>> histograms;  ///< summed over CPUs (`last`: the latest)
   std::vector<std::pair<insa_key, insa_gauge>> gauges;
   std::vector<insa_probe_stats> stats;  ///< index == probe cookie, summed over CPUs
   std::vector<uint64_t> folded;         ///< index == metric: updates that went to `other`
@@ -32,7 +32,7 @@ struct Snapshot {
 struct MapFds {
   int counters = -1, histograms = -1, gauges = -1, stats = -1, metric_stats = -1, lost = -1, spans = -1;
   uint32_t nprobes = 0, nmetrics = 0;
-  insa_quota* quotas = nullptr;  ///< the mmap-ed `quotas` array (nmetrics entries)
+  insa_quota* quotas = nullptr;                  ///< the mmap-ed `quotas` array (nmetrics entries)
   std::vector<std::pair<std::string, int>> all;  ///< every map, by name (memory figures)
 };
 
