@@ -88,8 +88,9 @@ class Child {
   int status_ = -1;
 };
 
-/// Plain HTTP GET on 127.0.0.1; returns {status, body}; status 0 when unreachable.
-inline std::pair<int, std::string> http_get(int port, const std::string& path) {
+/// Sends `request` as is to 127.0.0.1:port and returns the whole response (read to EOF);
+/// "" when nothing listens.
+inline std::string http_raw(int port, const std::string& request) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -97,15 +98,21 @@ inline std::pair<int, std::string> http_get(int port, const std::string& path) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     close(fd);
-    return {0, ""};
+    return "";
   }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
+  (void)!write(fd, request.data(), request.size());
   std::string resp;
   char buf[65536];
   ssize_t n;
   while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
   close(fd);
+  return resp;
+}
+
+/// Plain HTTP GET on 127.0.0.1; returns {status, body}; status 0 when unreachable.
+inline std::pair<int, std::string> http_get(int port, const std::string& path) {
+  const std::string resp =
+      http_raw(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
   auto sp = resp.find(' ');
   auto body = resp.find("\r\n\r\n");
   if (sp == std::string::npos || body == std::string::npos) return {0, ""};
@@ -228,6 +235,16 @@ inline std::string slurp(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+/// tests/root/configs/request.yaml with its paths into the build tree made absolute, so a
+/// copy works from any directory.
+inline std::string request_yaml() {
+  std::string text = slurp(source_dir() + "/tests/root/configs/request.yaml");
+  const std::string rel = "../../../build/";
+  for (auto at = text.find(rel); at != std::string::npos; at = text.find(rel, at))
+    text.replace(at, rel.size(), binary_dir() + "/");
+  return text;
 }
 
 /// Waits until `pred` holds (true) or `seconds` pass (false).

@@ -80,10 +80,7 @@ std::string worker() { return binary_dir() + "/tests/workers/request_worker"; }
 /// The request probe of tests/root/configs/request.yaml with absolute paths, plus the
 /// worker's lifecycle; readable by uid 65534.
 std::string config(int port) {
-  std::string text = slurp(source_dir() + "/tests/root/configs/request.yaml");
-  const std::string rel = "../../../build/";
-  for (auto at = text.find(rel); at != std::string::npos; at = text.find(rel, at))
-    text.replace(at, rel.size(), binary_dir() + "/");
+  std::string text = request_yaml();
   text += "workers:\n  - {name: request_worker, type: request, binary: " + worker() + "}\n";
   const std::string path = "/tmp/insa-privileges-" + std::to_string(port) + ".yaml";
   std::ofstream(path) << text;

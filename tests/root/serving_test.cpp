@@ -18,20 +18,10 @@
 namespace insa::testing {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 /// The request probe config with absolute paths, written into `dir`.
 std::string request_config(const std::string& dir) {
-  std::string text = read_file(source_dir() + "/tests/root/configs/request.yaml");
-  const std::string rel = "../../../build";
-  for (auto p = text.find(rel); p != std::string::npos; p = text.find(rel)) text.replace(p, rel.size(), binary_dir());
   const std::string path = dir + "/probes.yaml";
-  std::ofstream(path) << text;
+  std::ofstream(path) << request_yaml();
   return path;
 }
 
@@ -44,26 +34,6 @@ struct TempDir {
   const std::string& path() const { return path_; }
   std::string path_;
 };
-
-/// Sends a raw request and returns the response (read to EOF).
-std::string raw(int port, const std::string& request) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "<connect failed>";
-  }
-  (void)!write(fd, request.data(), request.size());
-  std::string out;
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
-}
 
 std::string status_field(pid_t pid, pid_t tid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
@@ -118,7 +88,7 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
   require_root();
   TempDir dir;
   const std::string cfg = request_config(dir.path());
-  const std::string good = read_file(cfg);
+  const std::string good = slurp(cfg);
   Exporter exp(cfg, 19372, {"--web.enable-lifecycle"});
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   const double t0 = exp.scrape().at("insa_exporter_config_last_reload_success_timestamp_seconds");
@@ -158,7 +128,7 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
       << exp.log();
 
   // The same over HTTP: a 500 that says why.
-  auto bad = raw(19372, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto bad = http_raw(19372, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(bad.substr(0, 36), "HTTP/1.1 500 Internal Server Error\r\n") << bad;
   EXPECT_NE(bad.find("failed to reload config, the previous one stays in force: " + cfg), std::string::npos) << bad;
   run_worker(5);
@@ -166,7 +136,7 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
 
   // Fixed: the reload succeeds, the metrics say so.
   std::ofstream(cfg) << good;
-  auto ok = raw(19372, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto ok = http_raw(19372, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(ok.substr(0, 17), "HTTP/1.1 200 OK\r\n") << ok;
   s = exp.scrape();
   EXPECT_EQ(s.at("insa_exporter_config_last_reload_successful"), 1);
@@ -182,7 +152,7 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
   // Without --web.enable-lifecycle there is no reload endpoint.
   Exporter plain(cfg, 19373);
   ASSERT_TRUE(plain.wait_ready()) << plain.log();
-  EXPECT_EQ(raw(19373, "POST /-/reload HTTP/1.1\r\nConnection: close\r\n\r\n").substr(0, 24),
+  EXPECT_EQ(http_raw(19373, "POST /-/reload HTTP/1.1\r\nConnection: close\r\n\r\n").substr(0, 24),
             "HTTP/1.1 404 Not Found\r\n");
 }
 
@@ -190,7 +160,7 @@ TEST(Serving, ReloadMeetingASymlinkLoopKeepsRunning) {
   require_root();
   TempDir dir;
   const std::string cfg = request_config(dir.path());
-  const std::string good = read_file(cfg);
+  const std::string good = slurp(cfg);
   Exporter exp(cfg, 19376);
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   ASSERT_EQ(symlink((dir.path() + "/b").c_str(), (dir.path() + "/a").c_str()), 0);
@@ -250,7 +220,7 @@ TEST(Serving, FiftyReloadsUnderScrapingLeakNothing) {
   Exporter exp(request_config(dir.path()), 19375, {"--web.enable-lifecycle"});
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   const pid_t pid = exp.child().pid();
-  auto reload = [&] { return raw(19375, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); };
+  auto reload = [&] { return http_raw(19375, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); };
   ASSERT_EQ(reload().substr(0, 17), "HTTP/1.1 200 OK\r\n");  // warm: one reload before measuring
   const size_t fds0 = count_entries("/proc/" + std::to_string(pid) + "/fd");
   const auto bpf0 = bpf_fds(pid);
@@ -297,7 +267,7 @@ TEST(Serving, TelemetryPathJsonLogsAndProcessMetrics) {
   const Samples before = parse_exposition(http_get(19374, "/custom").second);
   EXPECT_EQ(http_get(19374, "/-/healthy").first, 200);
   EXPECT_EQ(http_get(19374, "/nope").first, 404);
-  EXPECT_EQ(raw(19374, "garbage\r\n\r\n").substr(0, 26), "HTTP/1.1 400 Bad Request\r\n");
+  EXPECT_EQ(http_raw(19374, "garbage\r\n\r\n").substr(0, 26), "HTTP/1.1 400 Bad Request\r\n");
   const Samples after = parse_exposition(http_get(19374, "/custom").second);
   EXPECT_EQ(after.at("insa_exporter_http_connections_total") - before.at("insa_exporter_http_connections_total"), 4);
   EXPECT_EQ(after.at("insa_exporter_http_requests_total") - before.at("insa_exporter_http_requests_total"), 3);
@@ -308,7 +278,7 @@ TEST(Serving, TelemetryPathJsonLogsAndProcessMetrics) {
   // process_*: against /proc of the exporter as ground truth.
   const pid_t pid = exp.child().pid();
   EXPECT_EQ(s.at("process_max_fds"), [&] {
-    std::string lim = read_file("/proc/" + std::to_string(pid) + "/limits");
+    std::string lim = slurp("/proc/" + std::to_string(pid) + "/limits");
     std::smatch m;
     std::regex_search(lim, m, std::regex("Max open files +([0-9]+)"));
     return std::stod(m[1]);
