@@ -451,6 +451,19 @@ const workers = dashboard("insa-workers", "INSA Workers", "Worker processes, mes
     [target(`sum by (map) (${m("insa_exporter_map_entries")})`, { legend: "{{map}}" })], { w: 8 }),
   stat("Scrape Errors (1h)", "Scrapes in the last hour that failed to read the kernel maps.", "short",
     `sum(increase(${m("insa_exporter_scrape_errors_total")}[1h]))`, { w: 8, thresholds: steps("green", 1, "red"), decimals: 0 }),
+  timeseries("Kernel Map Memory", "Bytes the kernel charges for each BPF map, against the most the budget lets the aggregation maps take.", "bytes", [
+    target(`sum by (map) (${m("insa_exporter_kernel_map_bytes")})`, { legend: "{{map}}" }),
+    target(`sum by (map) (${m("insa_exporter_kernel_map_limit_bytes")})`, { legend: "{{map}} limit" }),
+  ], { w: 8 }),
+  timeseries("Series Quota, Folded and Expired", "Per metric: its kernel series quota; updates folded into its `other` series (quota full) and idle series removed, per second.", "short", [
+    target(`sum by (metric) (${m("insa_exporter_series_quota")})`, { legend: "{{metric}} quota" }),
+    target(`sum by (metric) (${rate("insa_exporter_series_folded_total")})`, { legend: "{{metric}} folded/s" }),
+    target(`sum by (metric) (${rate("insa_exporter_series_expired_total")})`, { legend: "{{metric}} expired/s" }),
+  ], { w: 8 }),
+  timeseries("Lost Events and Dropped Updates", "Silent losses made visible: unreadable label strings, a full ring buffer or span map, spans that never ended, expiry races; updates with no room even for `other`.", "ops", [
+    target(`sum by (reason) (${rate("insa_exporter_lost_events_total")})`, { legend: "{{reason}}" }),
+    target(`sum by (probe) (${rate("insa_exporter_dropped_updates_total")})`, { legend: "{{probe}} dropped" }),
+  ], { w: 8 }),
 ]);
 
 // ---------------------------------------------------------------- errors

@@ -42,6 +42,9 @@ const SELF = [
   "insa_exporter_scrape_duration_seconds", "insa_exporter_label_overflow_total",
   "insa_exporter_probe_events_total", "insa_exporter_exception_exits_total", "insa_exporter_unmatched_exits_total",
   "insa_exporter_untracked_calls_total", "insa_exporter_map_entries", "insa_exporter_scrape_errors_total",
+  "insa_exporter_kernel_map_bytes", "insa_exporter_kernel_map_limit_bytes", "insa_exporter_series_quota",
+  "insa_exporter_series_folded_total", "insa_exporter_series_expired_total", "insa_exporter_lost_events_total",
+  "insa_exporter_dropped_updates_total",
 ];
 const SELF_UID = "insa-workers";
 // Panel counts of the seed's dashboards.
