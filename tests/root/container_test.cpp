@@ -16,6 +16,7 @@
 #include <regex>
 
 #include "elf/elf_file.h"
+#include "elf/plt.h"
 #include "harness.h"
 
 namespace insa::testing {
@@ -112,6 +113,29 @@ int catch_byte(int pid) {
   return -1;
 }
 
+/// The byte at `file_offset` of the file mapped by `pid` whose path ends with `suffix`, as
+/// its memory holds it (-1: not mapped there).
+int byte_at(int pid, const std::string& suffix, uint64_t file_offset) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.size() < suffix.size() || line.compare(line.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    std::istringstream in(line);
+    std::string range, perms, off;
+    in >> range >> perms >> off;
+    const uint64_t start = std::stoull(range.substr(0, range.find('-')), nullptr, 16);
+    const uint64_t end = std::stoull(range.substr(range.find('-') + 1), nullptr, 16);
+    const uint64_t foff = std::stoull(off, nullptr, 16);
+    if (file_offset < foff || file_offset >= foff + (end - start)) continue;
+    int fd = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY);
+    unsigned char b = 0;
+    ssize_t n = pread(fd, &b, 1, static_cast<off_t>(start + file_offset - foff));
+    close(fd);
+    return n == 1 ? b : -1;
+  }
+  return -1;
+}
+
 /// "@0x1234" of the exporter's "attached to pid N" line (the entry offset in that file).
 std::string attached_offset(const std::string& log, const std::string& probe, int pid) {
   std::smatch m;
@@ -169,14 +193,28 @@ TEST_F(Containers, TwoBuildsSamePathAndLateStartExact) {
   ASSERT_TRUE(eventually([&] { return !attached_offset(exp.log(), "ct_run", c.pid).empty(); }, 10)) << exp.log();
   ASSERT_TRUE(eventually([&] { return c.logs().find("waiting") != std::string::npos; }, 20)) << c.logs();
 
-  // The catch hook is in each targeted process's own libstdc++, and nowhere else.
+  // The catch hook is on each targeted process's own file (its PLT stub of
+  // __cxa_begin_catch, which every catch of that file calls), for that process only;
+  // no breakpoint anywhere in the unrelated program, nor in anyone's libstdc++.
+  uint64_t stub = 0;
   for (auto* x : {&a, &b, &c}) {
-    const std::string want = "C++ exceptions: catch hook for pid " + std::to_string(x->pid) + " on /proc/" +
-                             std::to_string(x->pid) + "/root/";
-    ASSERT_TRUE(eventually([&] { return exp.log().find(want) != std::string::npos; }, 10)) << want << "\n"
-                                                                                            << exp.log();
-    EXPECT_EQ(catch_byte(x->pid), 0xcc) << x->name;
+    const std::string p = std::to_string(x->pid);
+    std::smatch m;
+    const std::regex re("C\\+\\+ exceptions: catch hook for pid " + p + " on /proc/" + p +
+                        "/root/app/ctr_thrower __cxa_begin_catch @0x([0-9a-f]+)");
+    ASSERT_TRUE(eventually([&] { const std::string l = exp.log(); return std::regex_search(l, m, re); }, 10))
+        << exp.log();
+    const uint64_t off = std::stoull(m[1].str(), nullptr, 16);
+    if (x == &a) stub = off;
+    EXPECT_EQ(byte_at(x->pid, "/app/ctr_thrower", off), 0xcc) << x->name;
+    EXPECT_NE(catch_byte(x->pid), 0xcc) << x->name << ": its own stub suffices";
   }
+  auto host_a = elf::ElfFile::open(thrower("ctr_thrower_a"));
+  ASSERT_TRUE(host_a);
+  auto host_stub = elf::plt_stub_offset(*host_a, "__cxa_begin_catch");
+  ASSERT_TRUE(host_stub);
+  EXPECT_EQ(*host_stub, stub);  // build a's stub: at the same offset in the unrelated copy...
+  EXPECT_EQ(byte_at(unrelated.pid(), "/ctr_thrower_a", *host_stub), 0xff);  // ...untouched: jmp *GOT(%rip)
   EXPECT_NE(catch_byte(unrelated.pid()), 0xcc);
   EXPECT_NE(catch_byte(unrelated.pid()), -1) << "the unrelated program maps libstdc++";
   EXPECT_EQ(exp.log().find("catch hook for pid " + std::to_string(unrelated.pid()) + " "), std::string::npos);

@@ -637,6 +637,12 @@ size_t Engine::rescan_files(std::mutex* mu) {
       tracked_libs.insert(probe_files_[i]);
   }
   if (!any) return 0;
+  // Files whose own catch hook (a -static-libstdc++ copy, or the PLT stub every catch in
+  // that file calls) is attached file-wide from the start: their processes need no
+  // per-process hook on libstdc++, whose late attachment (from the exec event, while the
+  // process already runs) would stall it for a moment.
+  std::set<std::pair<uint64_t, uint64_t>> covered;
+  for (const auto& c : plan_.catch_points) covered.insert({c.dev, c.ino});
   // Without the lock: the processes, what targets them, their files analysed.
   struct Todo {
     process::ExeProcess proc;
@@ -649,7 +655,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
     auto have = procs_.find(proc.pid);
     const bool same = have != procs_.end() && have->second.dev == proc.dev && have->second.ino == proc.ino;
     Todo t{proc, {}, {}};
-    bool wants_catch = false;
+    bool wants_catch = false, covers_self = false;
     for (size_t i = 0; i < plan_.probes.size(); ++i) {
       const auto& pp = plan_.probes[i];
       if (pp.python || (pp.pid > 0 && pp.pid != proc.pid)) continue;
@@ -688,6 +694,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
             file_refused_.insert({proc.pid, i});
           } else {
             t.probes.emplace_back(i, *it->second.plan);
+            if (it->second.catch_offset) covers_self = true;
             if (it->second.catch_offset && (!same || have->second.catch_links.empty())) {
               plan::AttachPoint c;
               c.role = plan::Role::Catch;
@@ -702,12 +709,16 @@ size_t Engine::rescan_files(std::mutex* mu) {
         }
       } else if (pp.host_file && probe_files_[i] == std::make_pair(proc.dev, proc.ino)) {
         targets = true;
+        if (covered.count(probe_files_[i])) covers_self = true;
       } else if (pp.pid > 0 && pp.pid == proc.pid) {
         targets = true;
       }
       wants_catch = wants_catch || (targets && pp.tracked);
     }
-    if (!wants_catch && !tracked_libs.empty() && maps_any(proc.pid, tracked_libs)) wants_catch = true;
+    // Probes in the executable itself, whose catches its own hook sees.
+    // (Catches in a tracked library go through that library's own hook.)
+    if (covers_self) wants_catch = false;
+    if (!wants_catch && !covers_self && !tracked_libs.empty() && maps_any(proc.pid, tracked_libs)) wants_catch = true;
     if (wants_catch && !(same && !have->second.catch_links.empty())) {
       // The libstdc++ this process maps, else (just exec'd: not mapped yet) the one its
       // loader will find; the uprobe with a pid filter is placed when it maps it.
