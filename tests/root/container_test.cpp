@@ -242,6 +242,11 @@ TEST_F(Containers, TwoBuildsSamePathAndLateStartExact) {
                               std::to_string(w.c->pid) + "\"}";
       ASSERT_TRUE(got.count(key)) << "missing " << key << "\n" << http_get(exp.port(), "/metrics").second;
       EXPECT_EQ(got.at(key), n) << key;
+      // $container: the podman name, from the process's cgroup and its conmon parent.
+      const std::string by_name = "insa_ct_container_calls_total{container=\"" + w.c->name +
+                                  "\",pod=\"\",namespace=\"\",status=\"" + status + "\"}";
+      ASSERT_TRUE(got.count(by_name)) << "missing " << by_name << "\n" << http_get(exp.port(), "/metrics").second;
+      EXPECT_EQ(got.at(by_name), n) << by_name;
     }
   }
   size_t series = 0;
@@ -300,6 +305,9 @@ TEST_F(Containers, RestartAndRemovalInHealthAndLinks) {
   const std::string pid = std::to_string(e.pid);
   EXPECT_EQ(got.at("insa_ct_calls_total{tag=\"e\",status=\"success\",pid=\"" + pid + "\"}"), 5);
   EXPECT_EQ(got.at("insa_ct_calls_total{tag=\"e\",status=\"error\",pid=\"" + pid + "\"}"), 5);
+  // First read after its process exited: the container is still known (cached while it ran).
+  EXPECT_EQ(got.at("insa_ct_container_calls_total{container=\"insa-ct-e\",pod=\"\",namespace=\"\",status=\"success\"}"), 5);
+  EXPECT_EQ(got.at("insa_ct_container_calls_total{container=\"insa-ct-e\",pod=\"\",namespace=\"\",status=\"error\"}"), 5);
   EXPECT_EQ(got.count("insa_worker_restarts_total{worker_name=\"ct-thrower\",reason=\"exit_code_0\"}"), 0u);
 }
 

@@ -257,6 +257,88 @@ TEST_F(ContainerProc, PodIdentityFromKubeletLogDirectories) {
   EXPECT_EQ(c.container_id, kId);
 }
 
+TEST_F(ContainerProc, LabelsFromPodmanConmonAndKubelet) {
+  // podman: the container process's parent is conmon, whose command line names it.
+  fs::create_directories(proc_ + "/700");
+  fs::create_directories(proc_ + "/699");
+  std::ofstream(proc_ + "/700/cgroup") << "0::/libpod_parent/libpod-" << kId << "\n";
+  std::ofstream(proc_ + "/700/stat") << "700 (ctr thrower) S 699 700 700 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 4242 0\n";
+  const std::string conmon[] = {"/usr/bin/conmon", "--api-version", "1", "-c", kId, "-u", kId, "-n", "insa-ct-a"};
+  std::ofstream cl(proc_ + "/699/cmdline", std::ios::binary);
+  for (const auto& a : conmon) cl << a << '\0';
+  cl.close();
+  EXPECT_EQ(resolve_container_labels(700, proc_, (base_ / "nolog").string()), (ContainerLabels{"insa-ct-a", "", ""}));
+  // Without a conmon parent: the short id.
+  std::ofstream(proc_ + "/700/stat") << "700 (w) S 1 700 700 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 4242 0\n";
+  EXPECT_EQ(resolve_container_labels(700, proc_, (base_ / "nolog").string()),
+            (ContainerLabels{kId.substr(0, 12), "", ""}));
+  // Kubernetes: names from the kubelet's log directories.
+  const std::string logs = (base_ / "log").string();
+  fs::create_directories(logs + "/pods/shop_checkout-7d9f_" + kUid + "/worker");
+  fs::create_directories(proc_ + "/800");
+  std::ofstream(proc_ + "/800/cgroup") << "0::/kubepods/burstable/pod" << kUid << "/" << kId << "\n";
+  EXPECT_EQ(resolve_container_labels(800, proc_, logs), (ContainerLabels{"worker", "checkout-7d9f", "shop"}));
+  // Docker: the name in its config.
+  fs::create_directories(proc_ + "/900");
+  std::ofstream(proc_ + "/900/cgroup") << "0::/system.slice/docker-" << kId << ".scope\n";
+  fs::create_directories(base_ / "docker" / "containers" / kId);
+  std::ofstream((base_ / "docker" / "containers" / kId / "config.v2.json").string())
+      << R"({"ID":")" << kId << R"(","Name":"/billing-worker","State":{}})";
+  EXPECT_EQ(resolve_container_labels(900, proc_, logs, (base_ / "docker").string()),
+            (ContainerLabels{"billing-worker", "", ""}));
+  // A host process: no container labels.
+  fs::create_directories(proc_ + "/100");
+  std::ofstream(proc_ + "/100/cgroup") << "0::/user.slice/user-0.slice/session-3.scope\n";
+  EXPECT_EQ(resolve_container_labels(100, proc_, logs), ContainerLabels{});
+}
+
+TEST(ContainerConfig, ContainerLabelValuesShareThePidSlot) {
+  auto cfg = config::parse_config(R"(metrics:
+  - name: calls_total
+    type: counter
+    labels: [container, pod, namespace, pid]
+probes:
+  - name: p
+    binary: /insa-no-such-dir/app/request_worker
+    function: f
+    metrics:
+      - metric: calls_total
+        labels: {container: $container, pod: $pod, namespace: $namespace, pid: $pid}
+)",
+                                  "/tmp/probes.yaml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  auto p = plan::build_plan(*cfg);
+  ASSERT_TRUE(p) << p.error().message;
+  ASSERT_EQ(p->series.size(), 1u);
+  const auto& l = p->series[0].labels;
+  ASSERT_EQ(l.size(), 4u);
+  using K = plan::LabelDecoder::Kind;
+  using F = plan::LabelDecoder::Field;
+  EXPECT_EQ(l[0].kind, K::Container);
+  EXPECT_EQ(l[0].field, F::Container);
+  EXPECT_EQ(l[1].field, F::Pod);
+  EXPECT_EQ(l[2].field, F::Namespace);
+  EXPECT_EQ(l[3].kind, K::Int);
+  for (const auto& d : l) EXPECT_EQ(d.offset, 0u);  // one 8-byte PID slot
+  ASSERT_EQ(p->specs[0].nactions, 1);
+  EXPECT_EQ(p->specs[0].actions[0].nlabels, 1);
+  EXPECT_EQ(p->specs[0].actions[0].labels[0].src, INSA_SRC_PID);
+  auto bad = config::parse_config(R"(metrics:
+  - name: x_total
+    type: counter
+probes:
+  - name: p
+    binary: /insa-no-such-dir/w
+    function: f
+    metrics:
+      - metric: x_total
+        add: $container
+)",
+                                  "/tmp/probes.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "/tmp/probes.yaml:10:14: a metric value must be an integer, not a string");
+}
+
 // The catch hook of a dynamically linked C++ binary sits on its PLT stub of
 // __cxa_begin_catch (only its processes run it): the stub objdump names.
 TEST(PltStub, CxaBeginCatchIsTheStubObjdumpNames) {

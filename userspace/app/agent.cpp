@@ -24,6 +24,7 @@
 #include "http/server.h"
 #include "http/web_config.h"
 #include "collector/process_metrics.h"
+#include "process/containers.h"
 #include "process/lifecycle.h"
 #include "reader/map_reader.h"
 
@@ -85,6 +86,7 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   auto cfg = config::load_config(file);
   if (!cfg) throw FatalError{cfg.error()};
   inst->cfg = std::move(*cfg);
+  process::set_pod_logs_root(inst->cfg.pod_logs_root);
   auto p = plan::build_plan(inst->cfg);
   if (!p) throw FatalError{p.error()};
   inst->plan = std::move(*p);

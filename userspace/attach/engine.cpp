@@ -655,7 +655,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
     auto have = procs_.find(proc.pid);
     const bool same = have != procs_.end() && have->second.dev == proc.dev && have->second.ino == proc.ino;
     Todo t{proc, {}, {}};
-    bool wants_catch = false, covers_self = false;
+    bool wants_catch = false, covers_self = false, remembered = false;
     for (size_t i = 0; i < plan_.probes.size(); ++i) {
       const auto& pp = plan_.probes[i];
       if (pp.python || (pp.pid > 0 && pp.pid != proc.pid)) continue;
@@ -714,6 +714,11 @@ size_t Engine::rescan_files(std::mutex* mu) {
         targets = true;
       }
       wants_catch = wants_catch || (targets && pp.tracked);
+      // $container/$pod/$namespace of its series stay known after it exits.
+      if (targets && !remembered) {
+        process::remember_container_labels(proc.pid);
+        remembered = true;
+      }
     }
     // Probes in the executable itself, whose catches its own hook sees.
     // (Catches in a tracked library go through that library's own hook.)

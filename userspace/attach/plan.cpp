@@ -64,6 +64,9 @@ uint8_t src_kind(const ValueRef& v) {
     case ValueRef::Kind::RetStr: return INSA_SRC_RET_STR;
     case ValueRef::Kind::Exception: return INSA_SRC_EXC;
     case ValueRef::Kind::RetNone: return INSA_SRC_RET_NONE;
+    case ValueRef::Kind::Container:
+    case ValueRef::Kind::Pod:
+    case ValueRef::Kind::Namespace: return INSA_SRC_PID;  // named in userspace from the PID
   }
   return INSA_SRC_NONE;
 }
@@ -197,7 +200,8 @@ class Builder {
     // now against a container that runs it, attached per process by the engine.
     const std::string own = !p.binary.empty() && p.binary[0] == '/' ? p.binary : "";
     bool host_file = true;
-    if (!bin && !own.empty() && only_ != index) {
+    // (Only a path that does not exist: a symlink loop or a permission problem stays an error.)
+    if (!bin && !own.empty() && only_ != index && (bin.error().err == ENOENT || bin.error().err == ENOTDIR)) {
       host_file = false;
       for (const auto& proc : process::scan_executables())
         if (!proc.root.empty() && proc.exe == own) {
@@ -643,8 +647,13 @@ class Builder {
                           v.kind == ValueRef::Kind::Exception;
       d.kind = is_str ? LabelDecoder::Kind::Str
                : v.kind == ValueRef::Kind::Status ? LabelDecoder::Kind::Status
+               : v.container()                    ? LabelDecoder::Kind::Container
                                                    : LabelDecoder::Kind::Int;
-      auto key = v.str();
+      d.field = v.kind == ValueRef::Kind::Pod         ? LabelDecoder::Field::Pod
+                : v.kind == ValueRef::Kind::Namespace ? LabelDecoder::Field::Namespace
+                                                      : LabelDecoder::Field::Container;
+      // $container, $pod and $namespace share the PID's slot (with $pid too).
+      auto key = v.container() ? std::string("$pid") : v.str();
       auto it = slots.find(key);
       if (it == slots.end()) {
         uint32_t len = d.kind == LabelDecoder::Kind::Str ? static_cast<uint32_t>(v.len) : 8;

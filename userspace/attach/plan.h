@@ -41,9 +41,11 @@ struct AttachPoint {
 
 /// How one label of a series is produced from a key.
 struct LabelDecoder {
-  enum class Kind { Static, Int, Str, Status };
+  /// Container: `$container`/`$pod`/`$namespace`, from the host PID in the slot (field).
+  enum class Kind { Static, Int, Str, Status, Container };
   std::string name;
   Kind kind = Kind::Static;
+  enum class Field { Container, Pod, Namespace } field = Field::Container;
   std::string static_value;
   uint32_t offset = 0, len = 0;  ///< bytes in insa_key.data
   std::map<int64_t, std::string> value_map;

@@ -163,7 +163,8 @@ class Parser {
 
  private:
   void parse_exporter(const YAML::Node& n, Config& c) {
-    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "system_info"});
+    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "system_info", "pod_logs_root"});
+    if (n["pod_logs_root"]) c.pod_logs_root = str(n["pod_logs_root"], "'pod_logs_root'");
     if (n["max_series"]) {
       auto v = integer(n["max_series"], "'max_series'");
       if (v < 16 || v > (1 << 22)) fail(n["max_series"], "'max_series' must be between 16 and 4194304");
@@ -293,7 +294,7 @@ class Parser {
       } else {
         u.value = value(n[key], std::string("'") + key + "'", false);
         if (u.value.kind == ValueRef::Kind::ArgStr || u.value.kind == ValueRef::Kind::RetStr ||
-            u.value.kind == ValueRef::Kind::Exception)
+            u.value.kind == ValueRef::Kind::Exception || u.value.container())
           fail(n[key], "a metric value must be an integer, not a string");
       }
     };
@@ -603,6 +604,9 @@ std::string ValueRef::str() const {
     case Kind::Duration: return "$duration";
     case Kind::Status: return "$status";
     case Kind::Pid: return "$pid";
+    case Kind::Container: return "$container";
+    case Kind::Pod: return "$pod";
+    case Kind::Namespace: return "$namespace";
   }
   return "?";
 }
@@ -698,6 +702,9 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool
   if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
   if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }
   if (body == "pid") { r.kind = ValueRef::Kind::Pid; return r; }
+  if (body == "container") { r.kind = ValueRef::Kind::Container; return r; }
+  if (body == "pod") { r.kind = ValueRef::Kind::Pod; return r; }
+  if (body == "namespace") { r.kind = ValueRef::Kind::Namespace; return r; }
   const std::string general =
       "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid" +
       (python ? "; Python also: $name, $argN:len, $ret:len, $ret:str, $exception)" : ")");

@@ -43,7 +43,11 @@ struct ValueRef {
   /// Python probes add: ArgLen (`$argN:len`), RetStr (`$ret:str`), Exception
   /// (`$exception`, the type name), RetNone (`ret == None` in a condition), and
   /// named parameters (`$request`, `$request:len`: Arg/ArgStr/ArgLen with `name`).
-  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid, ArgLen, RetStr, Exception, RetNone };
+  /// Container, Pod, Namespace (`$container`, `$pod`, `$namespace`): label values the
+  /// collector derives from the calling process's host PID (its cgroup, runtime and the
+  /// kubelet's log directories); the kernel captures the PID.
+  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid, ArgLen, RetStr, Exception, RetNone,
+                    Container, Pod, Namespace };
   Kind kind = Kind::Literal;
   int arg = 0;              ///< 1-based for Arg/ArgStr
   int len = 0;              ///< capture length for ArgStr
@@ -53,6 +57,7 @@ struct ValueRef {
   bool len_of = false;      ///< `$ret:len` (Python): len() of the returned object
   std::string name;         ///< Python: a parameter named instead of numbered
   bool kernel() const { return kind != Kind::Literal; }
+  bool container() const { return kind == Kind::Container || kind == Kind::Pod || kind == Kind::Namespace; }
   std::string str() const;  ///< back to the YAML spelling, for messages
 };
 
@@ -158,6 +163,9 @@ struct Config {
   std::string listen_address = ":9091";
   size_t label_limit = 100;  ///< distinct values per metric before `other`
   uint32_t max_series = 16384;  ///< kernel map entries for counters/histograms and for gauges
+  /// Where the kubelet keeps pods/ and containers/ log directories (`$pod`, `$namespace`,
+  /// Kubernetes `$container` names): `exporter.pod_logs_root`.
+  std::string pod_logs_root = "/var/log";
   std::map<std::string, std::string> system_info;  ///< version, environment
   std::vector<MetricDef> metrics;
   std::vector<WorkerDef> workers;

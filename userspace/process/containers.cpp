@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
+#include <iterator>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
@@ -236,5 +239,124 @@ PodIdentity pod_identity(const std::string& pod_uid, const std::string& containe
     }
   return id;
 }
+
+namespace {
+
+/// Field `n` (1-based, as in proc(5)) of PROC/PID/stat; "" when gone.
+std::string stat_field(int pid, int n, const std::string& proc_root) {
+  std::ifstream f(proc_root + "/" + std::to_string(pid) + "/stat");
+  std::string all;
+  std::getline(f, all);
+  auto close = all.rfind(')');  // comm may hold spaces and parentheses
+  if (close == std::string::npos) return "";
+  std::istringstream in(all.substr(close + 2));
+  std::string v;
+  for (int i = 3; i <= n && (in >> v); ++i) {
+  }
+  return v;
+}
+
+std::vector<std::string> cmdline(int pid, const std::string& proc_root) {
+  std::ifstream in(proc_root + "/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  for (size_t b = 0; b < raw.size();) {
+    size_t e = raw.find('\0', b);
+    if (e == std::string::npos) e = raw.size();
+    argv.emplace_back(raw.substr(b, e - b));
+    b = e + 1;
+  }
+  return argv;
+}
+
+}  // namespace
+
+ContainerLabels resolve_container_labels(int pid, const std::string& proc_root, const std::string& logs_root,
+                                         const std::string& docker_root) {
+  ContainerLabels l;
+  const CgroupInfo c = process_cgroup(pid, proc_root);
+  if (c.container_id.empty()) return l;
+  if (!c.pod_uid.empty()) {
+    const PodIdentity id = pod_identity(c.pod_uid, c.container_id, logs_root);
+    l.pod = id.pod;
+    l.namespace_ = id.namespace_;
+    l.container = id.container;
+  }
+  if (l.container.empty() && c.runtime == "podman") {
+    // podman's monitor, conmon, is the container process's parent: `conmon ... -n NAME`.
+    const int ppid = std::atoi(stat_field(pid, 4, proc_root).c_str());
+    const auto argv = ppid > 0 ? cmdline(ppid, proc_root) : std::vector<std::string>{};
+    if (!argv.empty() && argv[0].size() >= 6 && argv[0].compare(argv[0].size() - 6, 6, "conmon") == 0)
+      for (size_t i = 1; i + 1 < argv.size(); ++i)
+        if (argv[i] == "-n" || argv[i] == "--name") l.container = argv[i + 1];
+  }
+  if (l.container.empty() && c.runtime == "docker") {
+    std::ifstream f(docker_root + "/containers/" + c.container_id + "/config.v2.json");
+    std::string json((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string key = "\"Name\":\"/";
+    if (auto at = json.find(key); at != std::string::npos) {
+      auto end = json.find('"', at + key.size());
+      if (end != std::string::npos) l.container = json.substr(at + key.size(), end - at - key.size());
+    }
+  }
+  if (l.container.empty()) l.container = c.container_id.substr(0, 12);
+  return l;
+}
+
+namespace {
+
+constexpr auto kProcessLabelsKeep = std::chrono::minutes(10);
+
+struct LabelCache {
+  std::mutex mu;
+  std::string logs_root = "/var/log";
+  struct Entry {
+    std::string start;  ///< start time (proc(5) stat field 22): tells a reused PID apart
+    ContainerLabels labels;
+    std::chrono::steady_clock::time_point alive;  ///< last seen running
+  };
+  std::map<int, Entry> by_pid;
+  std::chrono::steady_clock::time_point swept;
+};
+
+LabelCache& cache() {
+  static LabelCache c;
+  return c;
+}
+
+}  // namespace
+
+void set_pod_logs_root(const std::string& root) {
+  std::lock_guard<std::mutex> lock(cache().mu);
+  cache().logs_root = root;
+}
+
+ContainerLabels container_labels(int pid) {
+  auto& c = cache();
+  const std::string start = stat_field(pid, 22, "/proc");
+  const auto now = std::chrono::steady_clock::now();
+  std::string logs;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (now - c.swept > std::chrono::minutes(1)) {
+      c.swept = now;
+      for (auto it = c.by_pid.begin(); it != c.by_pid.end();)
+        it = now - it->second.alive > kProcessLabelsKeep ? c.by_pid.erase(it) : std::next(it);
+    }
+    auto it = c.by_pid.find(pid);
+    if (it != c.by_pid.end() && (start.empty() || start == it->second.start)) {
+      if (!start.empty()) it->second.alive = now;
+      return it->second.labels;
+    }
+    if (start.empty()) return {};  // gone before it was ever seen
+    logs = c.logs_root;
+  }
+  ContainerLabels l = resolve_container_labels(pid, "/proc", logs);
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.by_pid[pid] = {start, l, now};
+  return l;
+}
+
+void remember_container_labels(int pid) { (void)container_labels(pid); }
 
 }  // namespace insa::process

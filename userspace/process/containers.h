@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -75,5 +76,26 @@ struct PodIdentity {
 /// Empty fields when not found. `logs_root` is /var/log on a node.
 PodIdentity pod_identity(const std::string& pod_uid, const std::string& container_id,
                          const std::string& logs_root = "/var/log");
+
+/// The `container`, `pod` and `namespace` label values of a process ("" outside one).
+/// In a Kubernetes pod: the pod's container name, pod and namespace (pod_identity). Else
+/// the runtime's container name: podman's (its conmon parent's `-n NAME`) or docker's
+/// (`/var/lib/docker/containers/ID/config.v2.json`), else the id's first 12 digits.
+struct ContainerLabels {
+  std::string container, pod, namespace_;
+  bool operator==(const ContainerLabels&) const = default;
+};
+ContainerLabels resolve_container_labels(int pid, const std::string& proc_root = "/proc",
+                                         const std::string& logs_root = "/var/log",
+                                         const std::string& docker_root = "/var/lib/docker");
+
+/// container_labels: resolve_container_labels of a host PID, cached by (PID, start time)
+/// so a series first read after its process exited still gets its container: entries
+/// of processes gone stay kProcessLabelsKeep. remember_container_labels fills the cache
+/// while the process runs (the engine calls it for every process it attaches).
+ContainerLabels container_labels(int pid);
+void remember_container_labels(int pid);
+/// The kubelet's log root for the above (exporter.pod_logs_root).
+void set_pod_logs_root(const std::string& root);
 
 }  // namespace insa::process
