@@ -60,7 +60,7 @@ TEST(Cli, UnknownKeyNamesLineAndColumn) {
   auto [code, out] = exporter({"check", f});
   EXPECT_EQ(code, 1);
   expect_one_line(out, f + ":12:5: unknown key 'retrun' in a probe (allowed: name, binary, pid, function, usdt, "
-                           "offset, exit, status, exception_status, abandoned_status, metrics, python)");
+                           "offset, exit, status, exception_status, abandoned_status, metrics, python, select)");
 }
 
 TEST(Cli, WrongType) {

@@ -66,13 +66,17 @@ void make_image(const std::string& image, const std::vector<std::pair<std::strin
 struct Container {
   std::string name, out;  ///< out: host directory mounted at /out
   int pid = 0;            ///< host PID of its process
-  Container(const std::string& n, const std::string& image, const std::vector<std::string>& cmd) : name(n) {
+  Container(const std::string& n, const std::string& image, const std::vector<std::string>& cmd,
+            const std::vector<std::string>& extra = {})
+      : name(n) {
     out = "/tmp/" + n;
     fs::remove_all(out);
     fs::create_directories(out);
     podman({"rm", "-f", "-t", "0", name});
     std::vector<std::string> args = {"run",  "-d", "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit",
-                                     "nproc=1024:1024", "--network", "none", "-v", out + ":/out", image};
+                                     "nproc=1024:1024", "--network", "none", "-v", out + ":/out"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(image);
     args.insert(args.end(), cmd.begin(), cmd.end());
     auto [st, o] = podman(args);
     EXPECT_EQ(st, 0) << "podman run " << name << ": " << o;
@@ -309,6 +313,74 @@ TEST_F(Containers, RestartAndRemovalInHealthAndLinks) {
   EXPECT_EQ(got.at("insa_ct_container_calls_total{container=\"insa-ct-e\",pod=\"\",namespace=\"\",status=\"success\"}"), 5);
   EXPECT_EQ(got.at("insa_ct_container_calls_total{container=\"insa-ct-e\",pod=\"\",namespace=\"\",status=\"error\"}"), 5);
   EXPECT_EQ(got.count("insa_worker_restarts_total{worker_name=\"ct-thrower\",reason=\"exit_code_0\"}"), 0u);
+}
+
+TEST_F(Containers, SelectorAttachesOnlyMatchingContainers) {
+  require_root();
+  // ct_sel: the path inside containers, only container insa-ct-sa. ct_host: a host file,
+  // only where container insa-ct-sc runs it (bind-mounted at the same path).
+  const std::string host_b = thrower("ctr_thrower_b");
+  const std::string cfg = "/tmp/insa-ct-select.yaml";
+  std::ofstream(cfg) << R"(metrics:
+  - name: insa_ct_calls_total
+    type: counter
+    labels: [tag, status]
+probes:
+  - name: ct_sel
+    binary: /app/ctr_thrower
+    function: insa_ct::run_one
+    select: {container: insa-ct-sa}
+    metrics:
+      - metric: insa_ct_calls_total
+        labels: {tag: $arg3:str16, status: $status}
+  - name: ct_host
+    binary: )" << host_b << R"(
+    function: insa_ct::run_one
+    select: {container: "insa-ct-s[c]", cgroup: "/libpod_parent/libpod-*"}
+    metrics:
+      - metric: insa_ct_calls_total
+        labels: {tag: $arg3:str16, status: $status}
+)";
+  Container sa("insa-ct-sa", "localhost/insa-ct-thrower:a", thrower_cmd("sa", 50, 5));
+  Container sb("insa-ct-sb", "localhost/insa-ct-thrower:a", thrower_cmd("sb", 60, 6));
+  Container sc("insa-ct-sc", "localhost/insa-ct-thrower:a",
+               {host_b, "--tag", "sc", "--calls", "30", "--every", "3", "--go", "/out/go", "--truth", "/out/truth"},
+               {"-v", host_b + ":" + host_b + ":ro"});
+  const std::string host_go = "/tmp/insa-ct-select-go";
+  std::remove(host_go.c_str());
+  Child on_host = Child::spawn({host_b, "--tag", "hb", "--calls", "40", "--every", "4", "--go", host_go},
+                               "/tmp/insa-ct-select-host.log");
+  for (auto* c : {&sa, &sb, &sc})
+    ASSERT_TRUE(eventually([&] { return c->logs().find("waiting") != std::string::npos; }, 20)) << c->logs();
+  Exporter exp(cfg, 19703);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  ASSERT_TRUE(eventually([&] { return !attached_offset(exp.log(), "ct_sel", sa.pid).empty(); }, 10)) << exp.log();
+  ASSERT_TRUE(eventually([&] { return exp.log().find("probe 'ct_host' attached to pid " + std::to_string(sc.pid)) != std::string::npos; }, 10))
+      << exp.log();
+  const std::string log = exp.log();
+  EXPECT_EQ(log.find("attached to pid " + std::to_string(sb.pid)), std::string::npos) << log;
+  EXPECT_EQ(log.find("attached to pid " + std::to_string(on_host.pid())), std::string::npos) << log;
+  // The host file's stub: a breakpoint in the selected container's process only.
+  auto f = elf::ElfFile::open(host_b);
+  ASSERT_TRUE(f);
+  auto stub = elf::plt_stub_offset(*f, "__cxa_begin_catch");
+  ASSERT_TRUE(stub);
+  EXPECT_EQ(byte_at(sc.pid, "/ctr_thrower_b", *stub), 0xcc);
+  EXPECT_EQ(byte_at(on_host.pid(), "/ctr_thrower_b", *stub), 0xff);
+  for (auto* c : {&sa, &sb, &sc}) std::ofstream(c->out + "/go") << "go\n";
+  std::ofstream(host_go) << "go\n";
+  for (auto* c : {&sa, &sb, &sc}) EXPECT_EQ(c->wait(), 0) << c->logs();
+  int st = on_host.wait();
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  Samples got = exp.scrape();
+  EXPECT_EQ(got.at("insa_ct_calls_total{tag=\"sa\",status=\"success\"}"), 40);
+  EXPECT_EQ(got.at("insa_ct_calls_total{tag=\"sa\",status=\"error\"}"), 10);
+  EXPECT_EQ(got.at("insa_ct_calls_total{tag=\"sc\",status=\"success\"}"), 20);
+  EXPECT_EQ(got.at("insa_ct_calls_total{tag=\"sc\",status=\"error\"}"), 10);
+  size_t series = 0;
+  for (const auto& [k, v] : got)
+    if (k.rfind("insa_ct_calls_total{", 0) == 0) ++series;
+  EXPECT_EQ(series, 4u) << "nothing from insa-ct-sb nor the host's process";
 }
 
 }  // namespace

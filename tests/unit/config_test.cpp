@@ -467,7 +467,7 @@ TEST(ConfigErrors, UnknownKeyInProbe) {
 )";
   EXPECT_EQ(error_of(t), msg(t, "retrun",
                              "unknown key 'retrun' in a probe (allowed: name, binary, pid, function, usdt, offset, exit, "
-                             "status, exception_status, abandoned_status, metrics, python)"));
+                             "status, exception_status, abandoned_status, metrics, python, select)"));
 }
 
 TEST(ConfigErrors, UnknownKeyInUpdate) {

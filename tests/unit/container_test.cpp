@@ -339,6 +339,63 @@ probes:
   EXPECT_EQ(bad.error().message, "/tmp/probes.yaml:10:14: a metric value must be an integer, not a string");
 }
 
+TEST(ContainerSelect, GlobsOnNameIdCgroupAndPod) {
+  CgroupInfo podman{"/libpod_parent/libpod-" + kId, "podman", kId, ""};
+  ContainerLabels a{"insa-ct-a", "", ""};
+  auto sel = [](std::string container, std::string cgroup = "", std::string ns = "", std::string pod = "") {
+    config::Selector s;
+    s.container = container;
+    s.cgroup = cgroup;
+    s.namespace_ = ns;
+    s.pod = pod;
+    return s;
+  };
+  EXPECT_TRUE(selector_matches(sel("insa-ct-a"), podman, a));
+  EXPECT_TRUE(selector_matches(sel("insa-ct-*"), podman, a));
+  EXPECT_FALSE(selector_matches(sel("insa-ct-b"), podman, a));
+  EXPECT_TRUE(selector_matches(sel(kId.substr(0, 12)), podman, a));   // id prefix, 12+ digits
+  EXPECT_FALSE(selector_matches(sel(kId.substr(0, 11)), podman, a));  // too short for an id
+  EXPECT_TRUE(selector_matches(sel("", "/libpod_parent/*"), podman, a));
+  EXPECT_FALSE(selector_matches(sel("", "/kubepods/*"), podman, a));
+  EXPECT_FALSE(selector_matches(sel("insa-ct-a", "", "shop"), podman, a));  // every key must match
+  CgroupInfo k8s{"/kubepods/burstable/pod" + kUid + "/" + kId, "", kId, kUid};
+  ContainerLabels w{"worker", "checkout-7d9f", "shop"};
+  EXPECT_TRUE(selector_matches(sel("worker", "", "shop", "checkout-*"), k8s, w));
+  EXPECT_FALSE(selector_matches(sel("", "", "shop", "billing-*"), k8s, w));
+  EXPECT_FALSE(selector_matches(sel("", "/*"), CgroupInfo{}, ContainerLabels{}));  // a host process: never
+}
+
+TEST(ContainerSelect, ConfigAndPlan) {
+  const std::string head = R"(metrics:
+  - name: x_total
+    type: counter
+probes:
+  - name: p
+    binary: )" + std::string(INSA_BINARY_DIR) + R"(/tests/workers/request_worker
+    function: insa_demo::handle_request
+    metrics: [{metric: x_total}]
+)";
+  auto cfg = config::parse_config(head + "    select: {container: \"shop-*\", cgroup: \"/kubepods/*\"}\n", "/tmp/p.yaml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_TRUE(cfg->probes[0].select);
+  EXPECT_EQ(cfg->probes[0].select->container, "shop-*");
+  EXPECT_EQ(cfg->probes[0].select->cgroup, "/kubepods/*");
+  auto p = plan::build_plan(*cfg);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_TRUE(p->probes[0].host_file);
+  EXPECT_TRUE(p->probes[0].per_process());
+  EXPECT_FALSE(p->probes[0].points.empty());
+  EXPECT_NE(p->probes[0].target.find("(per process: selected containers only)"), std::string::npos);
+  auto empty = config::parse_config(head + "    select: {}\n", "/tmp/p.yaml");
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().message,
+            "/tmp/p.yaml:9:13: probe 'p': 'select' needs at least one of container, cgroup, namespace, pod");
+  auto bad = config::parse_config(head + "    select: {name: x}\n", "/tmp/p.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message,
+            "/tmp/p.yaml:9:14: unknown key 'name' in 'select' (allowed: container, cgroup, namespace, pod)");
+}
+
 // The catch hook of a dynamically linked C++ binary sits on its PLT stub of
 // __cxa_begin_catch (only its processes run it): the stub objdump names.
 TEST(PltStub, CxaBeginCatchIsTheStubObjdumpNames) {

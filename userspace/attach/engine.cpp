@@ -194,7 +194,8 @@ Result<void> Engine::attach_probe(size_t i) {
     update_python_states();
     return states_[i].attached ? Result<void>{} : Result<void>{Error{states_[i].error}};
   }
-  if (!pp.host_file) {  // only in containers: attached per process (rescan_files)
+  if (pp.per_process()) {  // in containers, or select: attached per process (rescan_files)
+    if (pp.host_file && !pp.points.empty()) probe_files_[i] = {pp.points.front().dev, pp.points.front().ino};
     update_file_states();
     return {};
   }
@@ -566,7 +567,7 @@ void Engine::update_python_states() {
 bool Engine::wants_exec() const {
   if (!config_) return false;
   return std::any_of(plan_.probes.begin(), plan_.probes.end(),
-                     [](const plan::ProbePlan& pp) { return !pp.python && (pp.tracked || !pp.own_path.empty()); });
+                     [](const plan::ProbePlan& pp) { return !pp.python && (pp.tracked || pp.per_process() || !pp.own_path.empty()); });
 }
 
 void Engine::exec_seen(uint32_t tgid, uint64_t dev, uint64_t ino) {
@@ -576,9 +577,9 @@ void Engine::exec_seen(uint32_t tgid, uint64_t dev, uint64_t ino) {
   std::string exe;
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     const auto& pp = plan_.probes[i];
-    if (pp.python || (!pp.tracked && pp.own_path.empty())) continue;
+    if (pp.python || (!pp.tracked && !pp.per_process())) continue;
     if (pp.pid > 0 && pp.pid != pid) continue;
-    if (pp.tracked && pp.host_file && probe_files_[i] == std::make_pair(dev, ino)) {
+    if ((pp.tracked || pp.select) && pp.host_file && probe_files_[i] == std::make_pair(dev, ino)) {
       pending_execs_.insert(pid);
       return;
     }
@@ -631,7 +632,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     const auto& pp = plan_.probes[i];
     if (pp.python) continue;
-    any = any || pp.tracked || !pp.own_path.empty();
+    any = any || pp.tracked || !pp.own_path.empty() || pp.per_process();
     if (pp.tracked && pp.host_file && pp.pid <= 0 && probe_files_[i].second != 0 &&
         pp.binary.find(".so") != std::string::npos)
       tracked_libs.insert(probe_files_[i]);
@@ -656,12 +657,42 @@ size_t Engine::rescan_files(std::mutex* mu) {
     const bool same = have != procs_.end() && have->second.dev == proc.dev && have->second.ino == proc.ino;
     Todo t{proc, {}, {}};
     bool wants_catch = false, covers_self = false, remembered = false;
+    // The container of the process, for probes with `select:` (read once, when needed).
+    std::optional<std::pair<process::CgroupInfo, process::ContainerLabels>> where;
+    auto selected = [&](const plan::ProbePlan& pp) {
+      if (!pp.select) return true;
+      if (!where) where.emplace(process::process_cgroup(proc.pid), process::container_labels(proc.pid));
+      return process::selector_matches(*pp.select, where->first, where->second);
+    };
     for (size_t i = 0; i < plan_.probes.size(); ++i) {
       const auto& pp = plan_.probes[i];
       if (pp.python || (pp.pid > 0 && pp.pid != proc.pid)) continue;
       bool targets = false;
-      if (!pp.own_path.empty() && !proc.root.empty() && proc.exe == pp.own_path &&
-          probe_files_[i] != std::make_pair(proc.dev, proc.ino)) {
+      const bool own_file = probe_files_[i] == std::make_pair(proc.dev, proc.ino);
+      if (pp.select && pp.host_file && own_file) {
+        // The host's file in a selected container (bind-mounted or the same image layer).
+        if (!selected(pp)) continue;
+        targets = true;
+        if (!(same && have->second.probes.count(i))) {
+          plan::FilePlan fp{pp, plan_.specs[i].entry_sp_delta};
+          t.probes.emplace_back(i, std::move(fp));
+          if (pp.tracked && (!same || have->second.catch_links.empty())) {
+            auto off = catch_offsets_.find(probe_files_[i]);
+            if (off == catch_offsets_.end()) off = catch_offsets_.emplace(probe_files_[i], catch_offset_of(pp.binary)).first;
+            if (off->second) {
+              plan::AttachPoint c = pp.points.front();
+              c.role = plan::Role::Catch;
+              c.offset = off->second;
+              c.cookie = 0;
+              c.probe = -1;
+              c.pid = proc.pid;
+              t.catches.push_back(c);
+            }
+          }
+        }
+        if (catch_offsets_.count(probe_files_[i]) && catch_offsets_[probe_files_[i]]) covers_self = true;
+      } else if (!pp.own_path.empty() && !proc.root.empty() && proc.exe == pp.own_path && !own_file) {
+        if (!selected(pp)) continue;
         targets = true;
         if (file_refused_.count({proc.pid, i}) || (same && have->second.probes.count(i))) {
           // attached already (or refused)
@@ -707,7 +738,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
             }
           }
         }
-      } else if (pp.host_file && probe_files_[i] == std::make_pair(proc.dev, proc.ino)) {
+      } else if (pp.host_file && !pp.select && own_file) {
         targets = true;
         if (covered.count(probe_files_[i])) covers_self = true;
       } else if (pp.pid > 0 && pp.pid == proc.pid) {
@@ -826,7 +857,7 @@ std::vector<int> Engine::attached_processes() const {
 void Engine::update_file_states() {
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     const auto& pp = plan_.probes[i];
-    if (pp.python || pp.host_file) continue;
+    if (pp.python || !pp.per_process()) continue;
     size_t points = 0, n = 0;
     for (const auto& [pid, pl] : procs_)
       if (auto it = pl.probes.find(i); it != pl.probes.end()) {
@@ -837,8 +868,12 @@ void Engine::update_file_states() {
     st.attached = n > 0;
     st.waiting = n == 0;
     st.points_attached = points;
-    st.error = n ? "" : pp.mark.str() + ": probe '" + pp.name + "': " + pp.own_path +
-                            " is not on this host and no container runs it yet; it is attached when one starts";
+    st.error = n ? ""
+               : pp.host_file
+                   ? pp.mark.str() + ": probe '" + pp.name + "': no process of the selected containers runs " +
+                         pp.binary + " yet; it is attached when one starts"
+                   : pp.mark.str() + ": probe '" + pp.name + "': " + pp.own_path +
+                         " is not on this host and no container runs it yet; it is attached when one starts";
   }
 }
 

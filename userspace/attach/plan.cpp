@@ -139,7 +139,7 @@ class Builder {
     // from an exec event a little later).
     std::vector<std::string> files;
     for (const auto& pp : plan_.probes)
-      if (pp.tracked && pp.host_file && std::find(files.begin(), files.end(), pp.binary) == files.end())
+      if (pp.tracked && !pp.per_process() && std::find(files.begin(), files.end(), pp.binary) == files.end())
         files.push_back(pp.binary);
     for (const auto& f : files) {
       auto file = elf::ElfFile::open(f);
@@ -331,6 +331,8 @@ class Builder {
     pp.pid = p.pid;
     pp.own_path = own;
     pp.host_file = host_file && only_ != index;
+    pp.select = p.select;
+    if (p.select && host_file) pp.target += " (per process: selected containers only)";
     if (!host_file) {
       // Checked against one container's file; each container's file is attached per process.
       pp.points.clear();
@@ -352,6 +354,7 @@ class Builder {
     pp.binary = p.binary;
     pp.own_path = p.binary;
     pp.host_file = false;
+    pp.select = p.select;
     pp.cookie = cookie;
     pp.mark = p.mark;
     pp.pid = p.pid;

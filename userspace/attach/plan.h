@@ -93,6 +93,10 @@ struct ProbePlan {
   /// False when no file exists at the path on the exporter's host: `points` is empty
   /// and the probe attaches only to the containers that run it.
   bool host_file = true;
+  /// `select:`: attached per process, only to processes of matching containers.
+  std::optional<config::Selector> select;
+  /// Attached per process (rescan_files) rather than to the whole file.
+  bool per_process() const { return !host_file || select.has_value(); }
 };
 
 struct Plan {

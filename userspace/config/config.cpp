@@ -433,13 +433,26 @@ class Parser {
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
-    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics", "python"});
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics", "python", "select"});
     ProbeDef p;
     p.mark = mark(n);
     p.name = req_str(n, "name", "a probe");
     if (p.name.empty()) fail(n["name"], "a probe name cannot be empty");
     const std::string where = "probe '" + p.name + "'";
     if (n["pid"]) { p.pid = pid_value(n["pid"]); p.pid_mark = mark(n["pid"]); }
+    if (auto s = n["select"]) {
+      if (n["python"]) fail(s, where + ": 'select' applies to native probes (python: probes select by script or module)");
+      keys(s, "'select'", {"container", "cgroup", "namespace", "pod"});
+      Selector sel;
+      sel.mark = mark(s);
+      if (s["container"]) sel.container = str(s["container"], "'container'");
+      if (s["cgroup"]) sel.cgroup = str(s["cgroup"], "'cgroup'");
+      if (s["namespace"]) sel.namespace_ = str(s["namespace"], "'namespace'");
+      if (s["pod"]) sel.pod = str(s["pod"], "'pod'");
+      if (sel.container.empty() && sel.cgroup.empty() && sel.namespace_.empty() && sel.pod.empty())
+        fail(s, where + ": 'select' needs at least one of container, cgroup, namespace, pod");
+      p.select = sel;
+    }
     if (auto py = n["python"]) {
       for (const char* k : {"binary", "function", "usdt", "offset", "exit"})
         if (n[k]) fail(n[k], where + ": '" + k + "' does not apply to a python: probe (the interpreter is found from the process)");

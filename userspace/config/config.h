@@ -119,6 +119,16 @@ struct PythonDef {
   Mark mark, function_mark;
 };
 
+/// `select:` of a probe: only processes in matching containers (every given key must
+/// match; shell globs). A process in no container never matches.
+struct Selector {
+  std::string container;   ///< container name (podman/docker, or Kubernetes container) or id prefix
+  std::string cgroup;      ///< cgroup path (/proc/PID/cgroup)
+  std::string namespace_;  ///< Kubernetes namespace
+  std::string pod;         ///< Kubernetes pod
+  Mark mark;
+};
+
 struct ProbeDef {
   std::string name;
   std::string binary;     ///< path or library soname
@@ -136,6 +146,8 @@ struct ProbeDef {
   std::string abandoned_status;
   std::vector<Update> updates;
   std::optional<PythonDef> python;  ///< a Python probe: `binary`, `function`, `usdt`, `offset` unused
+  /// Only processes in these containers: the probe is then attached per process (PID filter).
+  std::optional<Selector> select;
   Mark mark;
   Mark binary_mark, function_mark;
   Mark exit_mark;  ///< where `exit:` was written (the probe's mark when absent)

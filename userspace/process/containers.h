@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace insa::process {
 
 /// "PROC/PID/root" when the process sees other files than the exporter (another mount
@@ -97,5 +99,10 @@ ContainerLabels container_labels(int pid);
 void remember_container_labels(int pid);
 /// The kubelet's log root for the above (exporter.pod_logs_root).
 void set_pod_logs_root(const std::string& root);
+
+/// Does a process in container `c` with labels `l` match a probe's `select:`? Every given
+/// key must match (shell globs); `container` matches the name or an id prefix of 12+
+/// digits. A process in no container never matches.
+bool selector_matches(const config::Selector& sel, const CgroupInfo& c, const ContainerLabels& l);
 
 }  // namespace insa::process
