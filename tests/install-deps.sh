@@ -11,6 +11,9 @@ pkgs=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev 
 missing=()
 # RE2 for label regexes; PostgreSQL 15 for the root test on a binary no one here wrote.
 pkgs+=(libre2-dev postgresql-15 postgresql-client-15)
+# podman with runc for the container root tests (tests/root/container_test.cpp; images are
+# built from the project's own build, nothing is pulled). runc: crun fails on hybrid cgroups.
+pkgs+=(podman runc)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
