@@ -383,5 +383,31 @@ probes:
   EXPECT_EQ(series, 4u) << "nothing from insa-ct-sb nor the host's process";
 }
 
+TEST(ContainersCheck, PointsOutHostWideLibraryProbes) {
+  require_root();
+  const std::string cfg = "/tmp/insa-ct-check.yaml";
+  const std::string body = R"(metrics:
+  - name: x_total
+    type: counter
+probes:
+  - name: sql
+    binary: libsqlite3.so.0
+    function: sqlite3_exec
+    metrics: [{metric: x_total}]
+)";
+  std::ofstream(cfg) << body;
+  auto [st, out] = run_capture({binary_dir() + "/insa-exporter", "check", cfg});
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\n      host-wide: every process on this host that maps "
+                                                "/[^ ]*/libsqlite3\\.so\\.0[.0-9]* traps on this probe; narrow it "
+                                                "with pid: or select:\n")))
+      << out;
+  std::ofstream(cfg) << body << "    select: {container: \"billing-*\"}\n";
+  auto [st2, out2] = run_capture({binary_dir() + "/insa-exporter", "check", cfg});
+  ASSERT_EQ(st2, 0) << out2;
+  EXPECT_EQ(out2.find("host-wide"), std::string::npos) << out2;
+  EXPECT_NE(out2.find("(per process: selected containers only)"), std::string::npos) << out2;
+}
+
 }  // namespace
 }  // namespace insa::testing

@@ -240,6 +240,10 @@ int check(const std::string& file) {
     std::printf("\n");
     if (!pp.exit_method.empty()) std::printf("      exit: %s\n", pp.exit_method.c_str());
     if (!pp.sites.empty()) std::printf("      %s\n", pp.sites.c_str());
+    if (pp.library && !pp.python && pp.pid <= 0 && !pp.select)
+      std::printf("      host-wide: every process on this host that maps %s traps on this probe; narrow it with "
+                  "pid: or select:\n",
+                  pp.binary.c_str());
   }
   if (auto why = app::privilege_problem(); !why.empty()) {
     std::fprintf(stderr, "insa-exporter: config and symbols OK, but cannot load BPF to verify: %s\n", why.c_str());

@@ -633,8 +633,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
     const auto& pp = plan_.probes[i];
     if (pp.python) continue;
     any = any || pp.tracked || !pp.own_path.empty() || pp.per_process();
-    if (pp.tracked && pp.host_file && pp.pid <= 0 && probe_files_[i].second != 0 &&
-        pp.binary.find(".so") != std::string::npos)
+    if (pp.tracked && !pp.per_process() && pp.pid <= 0 && probe_files_[i].second != 0 && pp.library)
       tracked_libs.insert(probe_files_[i]);
   }
   if (!any) return 0;
@@ -669,7 +668,10 @@ size_t Engine::rescan_files(std::mutex* mu) {
       if (pp.python || (pp.pid > 0 && pp.pid != proc.pid)) continue;
       bool targets = false;
       const bool own_file = probe_files_[i] == std::make_pair(proc.dev, proc.ino);
-      if (pp.select && pp.host_file && own_file) {
+      // A library with select: the selected processes that map it.
+      const bool maps_lib = pp.select && pp.host_file && pp.library && probe_files_[i].second != 0 &&
+                            selected(pp) && maps_any(proc.pid, {probe_files_[i]});
+      if (pp.select && pp.host_file && (own_file || maps_lib)) {
         // The host's file in a selected container (bind-mounted or the same image layer).
         if (!selected(pp)) continue;
         targets = true;
@@ -690,7 +692,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
             }
           }
         }
-        if (catch_offsets_.count(probe_files_[i]) && catch_offsets_[probe_files_[i]]) covers_self = true;
+        if (own_file && catch_offsets_.count(probe_files_[i]) && catch_offsets_[probe_files_[i]]) covers_self = true;
       } else if (!pp.own_path.empty() && !proc.root.empty() && proc.exe == pp.own_path && !own_file) {
         if (!selected(pp)) continue;
         targets = true;

@@ -332,6 +332,7 @@ class Builder {
     pp.own_path = own;
     pp.host_file = host_file && only_ != index;
     pp.select = p.select;
+    pp.library = fs::path(p.binary).filename().string().find(".so") != std::string::npos;
     if (p.select && host_file) pp.target += " (per process: selected containers only)";
     if (!host_file) {
       // Checked against one container's file; each container's file is attached per process.

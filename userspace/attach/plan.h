@@ -93,6 +93,9 @@ struct ProbePlan {
   /// False when no file exists at the path on the exporter's host: `points` is empty
   /// and the probe attaches only to the containers that run it.
   bool host_file = true;
+  /// A shared library (libfoo.so*): without pid: or select:, every process of the host
+  /// that maps it traps on its probes (host-wide, which `check` points out).
+  bool library = false;
   /// `select:`: attached per process, only to processes of matching containers.
   std::optional<config::Selector> select;
   /// Attached per process (rescan_files) rather than to the whole file.
