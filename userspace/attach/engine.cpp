@@ -850,12 +850,6 @@ size_t Engine::rescan_files(std::mutex* mu) {
   return attached;
 }
 
-std::vector<int> Engine::attached_processes() const {
-  std::vector<int> out;
-  for (const auto& [pid, pl] : procs_) out.push_back(pid);
-  return out;
-}
-
 void Engine::update_file_states() {
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     const auto& pp = plan_.probes[i];

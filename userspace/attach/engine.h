@@ -130,8 +130,6 @@ class Engine {
   size_t rescan_files(std::mutex* mu = nullptr);
   /// Exec events of processes a probe may target, not yet handled by rescan_files.
   bool pending_execs() const { return !pending_execs_.empty(); }
-  /// Processes holding per-process native links (container probes or the catch hook).
-  std::vector<int> attached_processes() const;
 
   const std::vector<ProbeState>& states() const { return states_; }
   const plan::Plan& plan() const { return plan_; }
