@@ -383,6 +383,87 @@ probes:
   EXPECT_EQ(series, 4u) << "nothing from insa-ct-sb nor the host's process";
 }
 
+/// A running child of `ppid` executing `exe` (0 when none yet).
+int child_running(int ppid, const std::string& exe) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string n = e.path().filename();
+    if (n.empty() || n[0] < '1' || n[0] > '9') continue;
+    std::ifstream st(e.path() / "stat");
+    std::string line;
+    std::getline(st, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream in(line.substr(close + 2));
+    std::string state;
+    int parent = 0;
+    in >> state >> parent;
+    std::error_code ec;
+    if (parent == ppid && fs::read_symlink(e.path() / "exe", ec) == exe) return std::stoi(n);
+  }
+  return 0;
+}
+
+// A probe in a shared library names its processes (select: executable): the selected
+// Python process is attached (PID filter) and counted exactly; the sqlite3 shell, which
+// maps the same library, carries no breakpoint and appears nowhere.
+TEST(ContainersLibrary, SelectByExecutableTrapsOnlyThoseProcesses) {
+  require_root();
+  const std::string cfg = "/tmp/insa-ct-library.yaml";
+  std::ofstream(cfg) << R"(metrics:
+  - name: insa_ct_sqlite_opens_total
+    type: counter
+    labels: [pid]
+probes:
+  - name: sq_open
+    binary: libsqlite3.so.0
+    function: sqlite3_open_v2
+    select: {executable: "/usr/bin/python3*"}
+    metrics:
+      - metric: insa_ct_sqlite_opens_total
+        labels: {pid: $pid}
+)";
+  const std::string go = "/tmp/insa-ct-sq-go";
+  std::remove(go.c_str());
+  std::remove("/tmp/insa-ct-sq-py.log");
+  Child py = Child::spawn({"/usr/bin/python3.11", "-c",
+                           "import os, sqlite3, time\nprint('waiting', flush=True)\n"
+                           "while not os.path.exists('" + go + "'): time.sleep(0.02)\n"
+                           "for i in range(7): sqlite3.connect(':memory:').close()\n"},
+                          "/tmp/insa-ct-sq-py.log");
+  Child shell = Child::spawn({"/bin/sh", "-c", "sleep 60 | /usr/bin/sqlite3 :memory:"});
+  int cli = 0;
+  ASSERT_TRUE(eventually([&] { return (cli = child_running(shell.pid(), "/usr/bin/sqlite3")) > 0; }, 10));
+  const std::string lib = fs::canonical("/usr/lib/x86_64-linux-gnu/libsqlite3.so.0").string();
+  auto f = elf::ElfFile::open(lib);
+  ASSERT_TRUE(f);
+  auto sym = f->find_function("sqlite3_open_v2");
+  ASSERT_TRUE(sym);
+  const std::string suffix = "/" + fs::path(lib).filename().string();
+  ASSERT_TRUE(eventually([&] { return byte_at(py.pid(), suffix, sym->file_offset) >= 0; }, 10)) << "python maps libsqlite3";
+  const int original = byte_at(cli, suffix, sym->file_offset);
+  ASSERT_GE(original, 0) << "the sqlite3 shell maps libsqlite3";
+  ASSERT_NE(original, 0xcc);
+
+  Exporter exp(cfg, 19704);
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  const std::string attached = "probe 'sq_open' attached to pid " + std::to_string(py.pid());
+  ASSERT_TRUE(eventually([&] { return exp.log().find(attached) != std::string::npos; }, 10)) << exp.log();
+  EXPECT_EQ(byte_at(py.pid(), suffix, sym->file_offset), 0xcc);
+  EXPECT_EQ(byte_at(cli, suffix, sym->file_offset), original);
+  EXPECT_EQ(exp.log().find("attached to pid " + std::to_string(cli)), std::string::npos);
+  std::ofstream(go) << "go\n";
+  const int py_pid = py.pid();
+  int st = py.wait();
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  Samples got = exp.scrape();
+  size_t series = 0;
+  for (const auto& [k, v] : got)
+    if (k.rfind("insa_ct_sqlite_opens_total{", 0) == 0) ++series;
+  EXPECT_EQ(series, 1u);
+  EXPECT_EQ(got.at("insa_ct_sqlite_opens_total{pid=\"" + std::to_string(py_pid) + "\"}"), 7);
+  kill(-shell.pid(), SIGKILL);  // its process group: sh, sleep and the sqlite3 shell
+}
+
 TEST(ContainersCheck, PointsOutHostWideLibraryProbes) {
   require_root();
   const std::string cfg = "/tmp/insa-ct-check.yaml";

@@ -350,19 +350,27 @@ TEST(ContainerSelect, GlobsOnNameIdCgroupAndPod) {
     s.pod = pod;
     return s;
   };
-  EXPECT_TRUE(selector_matches(sel("insa-ct-a"), podman, a));
-  EXPECT_TRUE(selector_matches(sel("insa-ct-*"), podman, a));
-  EXPECT_FALSE(selector_matches(sel("insa-ct-b"), podman, a));
-  EXPECT_TRUE(selector_matches(sel(kId.substr(0, 12)), podman, a));   // id prefix, 12+ digits
-  EXPECT_FALSE(selector_matches(sel(kId.substr(0, 11)), podman, a));  // too short for an id
-  EXPECT_TRUE(selector_matches(sel("", "/libpod_parent/*"), podman, a));
-  EXPECT_FALSE(selector_matches(sel("", "/kubepods/*"), podman, a));
-  EXPECT_FALSE(selector_matches(sel("insa-ct-a", "", "shop"), podman, a));  // every key must match
+  EXPECT_TRUE(selector_matches(sel("insa-ct-a"), podman, a, "/app/w"));
+  EXPECT_TRUE(selector_matches(sel("insa-ct-*"), podman, a, "/app/w"));
+  EXPECT_FALSE(selector_matches(sel("insa-ct-b"), podman, a, "/app/w"));
+  EXPECT_TRUE(selector_matches(sel(kId.substr(0, 12)), podman, a, "/app/w"));   // id prefix, 12+ digits
+  EXPECT_FALSE(selector_matches(sel(kId.substr(0, 11)), podman, a, "/app/w"));  // too short for an id
+  EXPECT_TRUE(selector_matches(sel("", "/libpod_parent/*"), podman, a, "/app/w"));
+  EXPECT_FALSE(selector_matches(sel("", "/kubepods/*"), podman, a, "/app/w"));
+  EXPECT_FALSE(selector_matches(sel("insa-ct-a", "", "shop"), podman, a, "/app/w"));  // every key must match
   CgroupInfo k8s{"/kubepods/burstable/pod" + kUid + "/" + kId, "", kId, kUid};
   ContainerLabels w{"worker", "checkout-7d9f", "shop"};
-  EXPECT_TRUE(selector_matches(sel("worker", "", "shop", "checkout-*"), k8s, w));
-  EXPECT_FALSE(selector_matches(sel("", "", "shop", "billing-*"), k8s, w));
-  EXPECT_FALSE(selector_matches(sel("", "/*"), CgroupInfo{}, ContainerLabels{}));  // a host process: never
+  EXPECT_TRUE(selector_matches(sel("worker", "", "shop", "checkout-*"), k8s, w, "/app/w"));
+  EXPECT_FALSE(selector_matches(sel("", "", "shop", "billing-*"), k8s, w, "/app/w"));
+  EXPECT_FALSE(selector_matches(sel("", "/*"), CgroupInfo{}, ContainerLabels{}, "/app/w"));  // a host process: never
+  // executable alone: host processes too (a library probe naming its processes).
+  config::Selector exe;
+  exe.executable = "/usr/bin/python3*";
+  EXPECT_TRUE(selector_matches(exe, CgroupInfo{}, ContainerLabels{}, "/usr/bin/python3.11"));
+  EXPECT_FALSE(selector_matches(exe, CgroupInfo{}, ContainerLabels{}, "/usr/bin/sqlite3"));
+  exe.container = "insa-ct-a";
+  EXPECT_FALSE(selector_matches(exe, CgroupInfo{}, ContainerLabels{}, "/usr/bin/python3.11"));
+  EXPECT_TRUE(selector_matches(exe, podman, a, "/usr/bin/python3.11"));
 }
 
 TEST(ContainerSelect, ConfigAndPlan) {
@@ -389,11 +397,11 @@ probes:
   auto empty = config::parse_config(head + "    select: {}\n", "/tmp/p.yaml");
   ASSERT_FALSE(empty);
   EXPECT_EQ(empty.error().message,
-            "/tmp/p.yaml:9:13: probe 'p': 'select' needs at least one of container, cgroup, namespace, pod");
+            "/tmp/p.yaml:9:13: probe 'p': 'select' needs at least one of container, cgroup, namespace, pod, executable");
   auto bad = config::parse_config(head + "    select: {name: x}\n", "/tmp/p.yaml");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message,
-            "/tmp/p.yaml:9:14: unknown key 'name' in 'select' (allowed: container, cgroup, namespace, pod)");
+            "/tmp/p.yaml:9:14: unknown key 'name' in 'select' (allowed: container, cgroup, namespace, pod, executable)");
 }
 
 // The catch hook of a dynamically linked C++ binary sits on its PLT stub of

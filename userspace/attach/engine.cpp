@@ -661,7 +661,7 @@ size_t Engine::rescan_files(std::mutex* mu) {
     auto selected = [&](const plan::ProbePlan& pp) {
       if (!pp.select) return true;
       if (!where) where.emplace(process::process_cgroup(proc.pid), process::container_labels(proc.pid));
-      return process::selector_matches(*pp.select, where->first, where->second);
+      return process::selector_matches(*pp.select, where->first, where->second, proc.exe);
     };
     for (size_t i = 0; i < plan_.probes.size(); ++i) {
       const auto& pp = plan_.probes[i];

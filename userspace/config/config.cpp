@@ -442,15 +442,17 @@ class Parser {
     if (n["pid"]) { p.pid = pid_value(n["pid"]); p.pid_mark = mark(n["pid"]); }
     if (auto s = n["select"]) {
       if (n["python"]) fail(s, where + ": 'select' applies to native probes (python: probes select by script or module)");
-      keys(s, "'select'", {"container", "cgroup", "namespace", "pod"});
+      keys(s, "'select'", {"container", "cgroup", "namespace", "pod", "executable"});
       Selector sel;
       sel.mark = mark(s);
       if (s["container"]) sel.container = str(s["container"], "'container'");
       if (s["cgroup"]) sel.cgroup = str(s["cgroup"], "'cgroup'");
       if (s["namespace"]) sel.namespace_ = str(s["namespace"], "'namespace'");
       if (s["pod"]) sel.pod = str(s["pod"], "'pod'");
-      if (sel.container.empty() && sel.cgroup.empty() && sel.namespace_.empty() && sel.pod.empty())
-        fail(s, where + ": 'select' needs at least one of container, cgroup, namespace, pod");
+      if (s["executable"]) sel.executable = str(s["executable"], "'executable'");
+      if (sel.container.empty() && sel.cgroup.empty() && sel.namespace_.empty() && sel.pod.empty() &&
+          sel.executable.empty())
+        fail(s, where + ": 'select' needs at least one of container, cgroup, namespace, pod, executable");
       p.select = sel;
     }
     if (auto py = n["python"]) {

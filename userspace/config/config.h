@@ -126,6 +126,9 @@ struct Selector {
   std::string cgroup;      ///< cgroup path (/proc/PID/cgroup)
   std::string namespace_;  ///< Kubernetes namespace
   std::string pod;         ///< Kubernetes pod
+  /// The executable as the process sees it (/proc/PID/exe); alone, it selects host
+  /// processes too (a library probe naming its processes).
+  std::string executable;
   Mark mark;
 };
 

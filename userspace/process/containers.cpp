@@ -360,11 +360,16 @@ ContainerLabels container_labels(int pid) {
 
 void remember_container_labels(int pid) { (void)container_labels(pid); }
 
-bool selector_matches(const config::Selector& sel, const CgroupInfo& c, const ContainerLabels& l) {
-  if (c.container_id.empty()) return false;
+bool selector_matches(const config::Selector& sel, const CgroupInfo& c, const ContainerLabels& l,
+                      const std::string& exe) {
   auto glob = [](const std::string& pattern, const std::string& v) {
     return pattern.empty() || fnmatch(pattern.c_str(), v.c_str(), 0) == 0;
   };
+  if (!glob(sel.executable, exe)) return false;
+  const bool in_container = !sel.container.empty() || !sel.cgroup.empty() || !sel.namespace_.empty() ||
+                            !sel.pod.empty();
+  if (!in_container) return true;
+  if (c.container_id.empty()) return false;
   const bool id = sel.container.size() >= 12 && c.container_id.compare(0, sel.container.size(), sel.container) == 0;
   return (id || glob(sel.container, l.container)) && glob(sel.cgroup, c.path) && glob(sel.namespace_, l.namespace_) &&
          glob(sel.pod, l.pod);

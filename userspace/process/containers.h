@@ -100,9 +100,11 @@ void remember_container_labels(int pid);
 /// The kubelet's log root for the above (exporter.pod_logs_root).
 void set_pod_logs_root(const std::string& root);
 
-/// Does a process in container `c` with labels `l` match a probe's `select:`? Every given
-/// key must match (shell globs); `container` matches the name or an id prefix of 12+
-/// digits. A process in no container never matches.
-bool selector_matches(const config::Selector& sel, const CgroupInfo& c, const ContainerLabels& l);
+/// Does a process running `exe` (its own view) in container `c` with labels `l` match a
+/// probe's `select:`? Every given key must match (shell globs); `container` matches the
+/// name or an id prefix of 12+ digits. A process in no container matches only a selector
+/// of `executable` alone.
+bool selector_matches(const config::Selector& sel, const CgroupInfo& c, const ContainerLabels& l,
+                      const std::string& exe);
 
 }  // namespace insa::process
