@@ -13,9 +13,9 @@ pkgs+=(libclang-rt-14-dev)
 missing=()
 # RE2 for label regexes; PostgreSQL 15 for the root test on a binary no one here wrote.
 pkgs+=(libre2-dev postgresql-15 postgresql-client-15)
-# Containers (tests/e2e_container.sh, deploy/container/build-image.sh): podman with
-# runc (crun fails on hybrid cgroups without CAP_SYS_RESOURCE; the scripts pass
-# --runtime runc), mmdebstrap for the image's Debian rootfs, capsh to read capabilities.
+# Containers (tests/e2e_container.sh, deploy/container/build-image.sh, tests/root/container_test.cpp):
+# podman with runc (crun fails on hybrid cgroups without CAP_SYS_RESOURCE; the scripts and tests
+# pass --runtime runc), mmdebstrap for the image's Debian rootfs, capsh to read capabilities.
 pkgs+=(podman runc mmdebstrap libcap2-bin)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

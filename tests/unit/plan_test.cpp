@@ -666,15 +666,16 @@ TEST(PlanErrors, MissingBinary) {
     type: counter
 probes:
   - name: p
-    binary: /nonexistent/worker
+    binary: nonexistent/worker
     function: f
     metrics: [{metric: calls_total}]
 )yaml";
+  // (An absolute path missing here names a file inside containers: container_test.cpp.)
   auto b = build(yaml);
   ASSERT_FALSE(b.plan.ok());
   EXPECT_EQ(b.plan.error().message,
-            kConfigFile + ":" + at(yaml, "/nonexistent/worker") +
-                ": binary '/nonexistent/worker' not found: No such file or directory (paths are relative to the "
+            kConfigFile + ":" + at(yaml, "nonexistent/worker") +
+                ": binary 'nonexistent/worker' not found: No such file or directory (paths are relative to the "
                 "config file's directory)");
   EXPECT_EQ(b.plan.error().err, ENOENT);
 }

@@ -25,6 +25,7 @@
 #include "http/server.h"
 #include "http/web_config.h"
 #include "collector/process_metrics.h"
+#include "process/containers.h"
 #include "process/lifecycle.h"
 #include "reader/map_reader.h"
 
@@ -87,10 +88,11 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   auto cfg = config::load_config(file);
   if (!cfg) throw FatalError{cfg.error()};
   inst->cfg = std::move(*cfg);
+  process::set_pod_logs_root(inst->cfg.pod_logs_root);
   auto p = plan::build_plan(inst->cfg);
   if (!p) throw FatalError{p.error()};
   inst->plan = std::move(*p);
-  auto eng = attach::Engine::load(inst->plan, {});
+  auto eng = attach::Engine::load(inst->plan, {&inst->cfg});
   if (!eng) throw FatalError{eng.error()};
   inst->engine = std::move(*eng);
   for (const auto& w : inst->cfg.workers) {
@@ -99,6 +101,8 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
       continue;
     }
     auto b = plan::resolve_binary(w.binary, inst->cfg.file);
+    // An absolute path not on this host: the executable as processes in containers see it.
+    if (!b && w.binary[0] == '/') b = w.binary;
     if (!b) throw FatalError{Error{w.mark.str() + ": worker '" + w.name + "': " + b.error().message}};
     inst->worker_binaries.push_back(*b);
   }
@@ -413,8 +417,13 @@ int run_agent(const AgentOptions& opt) {
       }
       reload_req.cv.notify_all();
     }
-    if (inst) inst->engine->poll_exits(200);
-    else usleep(200 * 1000);
+    if (inst) {
+      inst->engine->poll_exits(200);
+      // A process a native probe targets started: its per-process links now, not at the next scan.
+      if (inst->engine->pending_execs()) inst->engine->rescan_files(&mu);
+    } else {
+      usleep(200 * 1000);
+    }
     auto now = std::chrono::steady_clock::now();
     if (inst && now - last_scan >= std::chrono::seconds(1)) {
       last_scan = now;
@@ -424,6 +433,7 @@ int run_agent(const AgentOptions& opt) {
         check_replaced(*inst, mu);
         // Scans /proc and reads ELF files without the lock; attaches under it.
         inst->engine->rescan_python(&mu);
+        inst->engine->rescan_files(&mu);
       } catch (const std::exception& e) {  // e.g. std::filesystem_error on a symlink loop
         spdlog::error("checking for replaced binaries: {}", e.what());
       }

@@ -281,10 +281,15 @@ int check(const std::string& file) {
       std::printf("probe %-28s %s", pp.name.c_str(), pp.target.c_str());
     else
       std::printf("probe %-28s %s: %s", pp.name.c_str(), pp.binary.c_str(), pp.target.c_str());
-    if (pp.tracked && !pp.python) std::printf(", %zu return site%s", pp.exit_sites, pp.exit_sites == 1 ? "" : "s");
+    if (pp.tracked && !pp.python && (pp.host_file || !pp.points.empty() || pp.exit_sites))
+      std::printf(", %zu return site%s", pp.exit_sites, pp.exit_sites == 1 ? "" : "s");
     std::printf("\n");
     if (!pp.exit_method.empty()) std::printf("      exit: %s\n", pp.exit_method.c_str());
     if (!pp.sites.empty()) std::printf("      %s\n", pp.sites.c_str());
+    if (pp.library && !pp.python && pp.pid <= 0 && !pp.select)
+      std::printf("      host-wide: every process on this host that maps %s traps on this probe; narrow it with "
+                  "pid: or select:\n",
+                  pp.binary.c_str());
   }
   print_budget(*cfg, *p);
   if (auto why = app::privilege_problem(); !why.empty()) {

@@ -12,6 +12,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "elf/elf_file.h"
+#include "elf/plt.h"
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstring>
@@ -20,6 +23,7 @@
 
 #include "common/privileges.h"
 #include "insa_probes.skel.h"
+#include "process/containers.h"
 #include "python/procs.h"
 
 namespace insa::attach {
@@ -93,7 +97,7 @@ Engine::Mapping::~Mapping() {
   if (addr) munmap(addr, len);
 }
 
-Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const EngineOptions&) {
+Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const EngineOptions& opts) {
   std::unique_ptr<::insa_probes, SkeletonDeleter> skel(insa_probes__open());
   if (!skel) return Error::from_errno("cannot open the BPF object");
   // Sizes from the budget (attach/map_budget.h): each metric's quota plus its `other` keys.
@@ -132,6 +136,8 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   std::unique_ptr<Engine> e(new Engine(plan, std::move(skel)));
   e->quotas_.addr = addr;
   e->quotas_.len = len;
+  e->config_ = opts.config;
+  for (const auto& pp : plan.probes) e->delta_known_.push_back(pp.host_file || pp.python);
   return e;
 }
 
@@ -212,6 +218,11 @@ Result<void> Engine::attach_probe(size_t i) {
   if (pp.python) {
     update_python_states();
     return states_[i].attached ? Result<void>{} : Result<void>{Error{states_[i].error}};
+  }
+  if (pp.per_process()) {  // in containers, or select: attached per process (rescan_files)
+    if (pp.host_file && !pp.points.empty()) probe_files_[i] = {pp.points.front().dev, pp.points.front().ino};
+    update_file_states();
+    return {};
   }
   std::vector<Link> links;
   for (const auto& point : pp.points) {
@@ -313,15 +324,15 @@ Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const in
 
 void Engine::detach_probe(size_t i) {
   links_[i].clear();
+  for (auto& [pid, pl] : procs_) pl.probes.erase(i);
   states_[i].attached = false;
   states_[i].points_attached = 0;
 }
 
 size_t Engine::attach_all() {
   if (catch_links_.empty()) {
-    // C++ exceptions: a tracked call unwound by a throw ends at the catch.
-    if (plan_.needs_catch && plan_.catch_points.empty())
-      spdlog::warn("C++ exception tracking off: no __cxa_begin_catch found (no libstdc++ on this host?)");
+    // C++ exceptions: a tracked call unwound by a throw ends at the catch. Here the
+    // copies inside -static-libstdc++ binaries; libstdc++.so per process (rescan_files).
     for (const auto& p : plan_.catch_points) {
       auto l = attach_point(p);
       if (l) {
@@ -339,7 +350,9 @@ size_t Engine::attach_all() {
   size_t ok = 0;
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     auto r = attach_probe(i);
-    if (r) {
+    if (r && states_[i].waiting) {
+      spdlog::info("{}", states_[i].error);
+    } else if (r) {
       ++ok;
       spdlog::info("probe '{}' attached: {} ({} points, {} return sites)", plan_.probes[i].name,
                    plan_.probes[i].target, states_[i].points_attached, plan_.probes[i].exit_sites);
@@ -347,6 +360,8 @@ size_t Engine::attach_all() {
       spdlog::error("{}", r.error().message);
     }
   }
+  // After the probes: the per-process hooks need the files they were attached to.
+  rescan_files();
   return ok;
 }
 
@@ -357,7 +372,7 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb,
   bpf_link* l = bpf_program__attach(skel_->progs.insa_task_exit);
   if (!l) return Error::from_errno("cannot attach the sched_process_exit tracepoint");
   shared_links_.emplace_back(l);
-  if (exec_cb_) {
+  if (exec_cb_ || wants_exec()) {
     bpf_link* x = bpf_program__attach(skel_->progs.insa_task_exec);
     if (!x) return Error::from_errno("cannot attach the sched_process_exec tracepoint");
     shared_links_.emplace_back(x);
@@ -368,6 +383,7 @@ Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb,
       const auto* x = static_cast<const insa_exec_event*>(data);
       // The kernel's dev_t is MAJOR << 20 | MINOR (include/linux/kdev_t.h).
       const uint64_t dev = makedev(static_cast<unsigned>(x->dev >> 20), static_cast<unsigned>(x->dev & 0xfffff));
+      self->exec_seen(x->tgid, dev, x->ino);
       if (self->exec_cb_) self->exec_cb_(ExecEvent{x->tgid, dev, x->ino});
       return 0;
     }
@@ -570,6 +586,315 @@ void Engine::update_python_states() {
                               (pp.python->script.empty() ? "module " + pp.python->module : pp.python->script) +
                               " yet; it is hooked when one starts (within a second), or from its start when "
                               "python.interpreter names its interpreter";
+  }
+}
+
+bool Engine::wants_exec() const {
+  if (!config_) return false;
+  return std::any_of(plan_.probes.begin(), plan_.probes.end(),
+                     [](const plan::ProbePlan& pp) { return !pp.python && (pp.tracked || pp.per_process() || !pp.own_path.empty()); });
+}
+
+void Engine::exec_seen(uint32_t tgid, uint64_t dev, uint64_t ino) {
+  if (!config_) return;
+  // Only processes a native probe may target: its host file, or its path in a container.
+  const int pid = static_cast<int>(tgid);
+  std::string exe;
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    const auto& pp = plan_.probes[i];
+    if (pp.python || (!pp.tracked && !pp.per_process())) continue;
+    if (pp.pid > 0 && pp.pid != pid) continue;
+    if ((pp.tracked || pp.select) && pp.host_file && probe_files_[i] == std::make_pair(dev, ino)) {
+      pending_execs_.insert(pid);
+      return;
+    }
+    if (pp.own_path.empty()) continue;
+    if (exe.empty()) exe = process::process_exe(pid);
+    if (exe == pp.own_path) {
+      pending_execs_.insert(pid);
+      return;
+    }
+  }
+}
+
+namespace {
+
+/// Whether /proc/PID/maps maps one of `files` (device, inode).
+bool maps_any(int pid, const std::set<std::pair<uint64_t, uint64_t>>& files) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::istringstream in(line);
+    std::string range, perms, off, mdev;
+    uint64_t ino = 0;
+    if (!(in >> range >> perms >> off >> mdev >> ino) || ino == 0) continue;
+    auto colon = mdev.find(':');
+    if (colon == std::string::npos) continue;
+    const uint64_t dev = makedev(std::stoul(mdev.substr(0, colon), nullptr, 16), std::stoul(mdev.substr(colon + 1), nullptr, 16));
+    if (files.count({dev, ino})) return true;
+  }
+  return false;
+}
+
+/// Where `path` runs __cxa_begin_catch: its own copy (libstdc++, -static-libstdc++), else
+/// its PLT stub of it (0: neither).
+uint64_t catch_offset_of(const std::string& path) {
+  auto f = elf::ElfFile::open(path);
+  if (!f) return 0;
+  if (auto sym = f->find_function("__cxa_begin_catch")) return sym->file_offset;
+  auto stub = elf::plt_stub_offset(*f, "__cxa_begin_catch");
+  return stub ? *stub : 0;
+}
+
+}  // namespace
+
+size_t Engine::rescan_files(std::mutex* mu) {
+  if (!config_) return 0;
+  pending_execs_.clear();
+  bool any = false;
+  // Tracked probes on shared libraries: their processes are those that map the file.
+  std::set<std::pair<uint64_t, uint64_t>> tracked_libs;
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    const auto& pp = plan_.probes[i];
+    if (pp.python) continue;
+    any = any || pp.tracked || !pp.own_path.empty() || pp.per_process();
+    if (pp.tracked && !pp.per_process() && pp.pid <= 0 && probe_files_[i].second != 0 && pp.library)
+      tracked_libs.insert(probe_files_[i]);
+  }
+  if (!any) return 0;
+  // Files whose own catch hook (a -static-libstdc++ copy, or the PLT stub every catch in
+  // that file calls) is attached file-wide from the start: their processes need no
+  // per-process hook on libstdc++, whose late attachment (from the exec event, while the
+  // process already runs) would stall it for a moment.
+  std::set<std::pair<uint64_t, uint64_t>> covered;
+  for (const auto& c : plan_.catch_points) covered.insert({c.dev, c.ino});
+  // Without the lock: the processes, what targets them, their files analysed.
+  struct Todo {
+    process::ExeProcess proc;
+    std::vector<std::pair<size_t, plan::FilePlan>> probes;
+    std::vector<plan::AttachPoint> catches;
+  };
+  std::vector<Todo> todo;
+  const auto procs = process::scan_executables();
+  for (const auto& proc : procs) {
+    auto have = procs_.find(proc.pid);
+    const bool same = have != procs_.end() && have->second.dev == proc.dev && have->second.ino == proc.ino;
+    Todo t{proc, {}, {}};
+    bool wants_catch = false, covers_self = false, remembered = false;
+    // The container of the process, for probes with `select:` (read once, when needed).
+    std::optional<std::pair<process::CgroupInfo, process::ContainerLabels>> where;
+    auto selected = [&](const plan::ProbePlan& pp) {
+      if (!pp.select) return true;
+      if (!where) where.emplace(process::process_cgroup(proc.pid), process::container_labels(proc.pid));
+      return process::selector_matches(*pp.select, where->first, where->second, proc.exe);
+    };
+    for (size_t i = 0; i < plan_.probes.size(); ++i) {
+      const auto& pp = plan_.probes[i];
+      if (pp.python || (pp.pid > 0 && pp.pid != proc.pid)) continue;
+      bool targets = false;
+      const bool own_file = probe_files_[i] == std::make_pair(proc.dev, proc.ino);
+      // A library with select: the selected processes that map it.
+      const bool maps_lib = pp.select && pp.host_file && pp.library && probe_files_[i].second != 0 &&
+                            selected(pp) && maps_any(proc.pid, {probe_files_[i]});
+      if (pp.select && pp.host_file && (own_file || maps_lib)) {
+        // The host's file in a selected container (bind-mounted or the same image layer).
+        if (!selected(pp)) continue;
+        targets = true;
+        if (!(same && have->second.probes.count(i))) {
+          plan::FilePlan fp{pp, plan_.specs[i].entry_sp_delta};
+          t.probes.emplace_back(i, std::move(fp));
+          if (pp.tracked && (!same || have->second.catch_links.empty())) {
+            auto off = catch_offsets_.find(probe_files_[i]);
+            if (off == catch_offsets_.end()) off = catch_offsets_.emplace(probe_files_[i], catch_offset_of(pp.binary)).first;
+            if (off->second) {
+              plan::AttachPoint c = pp.points.front();
+              c.role = plan::Role::Catch;
+              c.offset = off->second;
+              c.cookie = 0;
+              c.probe = -1;
+              c.pid = proc.pid;
+              t.catches.push_back(c);
+            }
+          }
+        }
+        if (own_file && catch_offsets_.count(probe_files_[i]) && catch_offsets_[probe_files_[i]]) covers_self = true;
+      } else if (!pp.own_path.empty() && !proc.root.empty() && proc.exe == pp.own_path && !own_file) {
+        if (!selected(pp)) continue;
+        targets = true;
+        if (file_refused_.count({proc.pid, i}) || (same && have->second.probes.count(i))) {
+          // attached already (or refused)
+        } else {
+          const std::string file = proc.host_path();
+          struct stat st {};
+          if (::stat(file.c_str(), &st) != 0) continue;  // gone meanwhile
+          const auto key = std::make_tuple(uint64_t{st.st_dev}, uint64_t{st.st_ino}, uint64_t(st.st_size),
+                                           int64_t{st.st_mtim.tv_sec}, i);
+          auto it = analysed_.find(key);
+          if (it == analysed_.end()) {
+            FileAnalysis a;
+            auto fp = plan::plan_probe_file(*config_, i, file);
+            if (fp)
+              a.plan = std::move(*fp);
+            else
+              a.error = fp.error().message;
+            if (pp.tracked) a.catch_offset = catch_offset_of(file);
+            it = analysed_.emplace(key, std::move(a)).first;
+          }
+          if (!it->second.plan) {
+            spdlog::error("{}: probe '{}': pid {} ({}): {}", pp.mark.str(), pp.name, proc.pid, file, it->second.error);
+            file_refused_.insert({proc.pid, i});
+          } else if (delta_known_[i] && it->second.plan->entry_sp_delta != plan_.specs[i].entry_sp_delta) {
+            spdlog::error("{}: probe '{}': pid {} ({}): this build's entry probe sits {} bytes of stack from the "
+                          "function's entry, the probe's other files' {}; one probe has one such delta: give "
+                          "this build its own probe (pid: {})",
+                          pp.mark.str(), pp.name, proc.pid, file, it->second.plan->entry_sp_delta,
+                          plan_.specs[i].entry_sp_delta, proc.pid);
+            file_refused_.insert({proc.pid, i});
+          } else {
+            t.probes.emplace_back(i, *it->second.plan);
+            if (it->second.catch_offset) covers_self = true;
+            if (it->second.catch_offset && (!same || have->second.catch_links.empty())) {
+              plan::AttachPoint c;
+              c.role = plan::Role::Catch;
+              c.binary = file;
+              c.offset = it->second.catch_offset;
+              c.pid = proc.pid;
+              c.dev = st.st_dev;
+              c.ino = st.st_ino;
+              t.catches.push_back(c);
+            }
+          }
+        }
+      } else if (pp.host_file && !pp.select && own_file) {
+        targets = true;
+        if (covered.count(probe_files_[i])) covers_self = true;
+      } else if (pp.pid > 0 && pp.pid == proc.pid) {
+        targets = true;
+      }
+      wants_catch = wants_catch || (targets && pp.tracked);
+      // $container/$pod/$namespace of its series stay known after it exits.
+      if (targets && !remembered) {
+        process::remember_container_labels(proc.pid);
+        remembered = true;
+      }
+    }
+    // Probes in the executable itself, whose catches its own hook sees.
+    // (Catches in a tracked library go through that library's own hook.)
+    if (covers_self) wants_catch = false;
+    if (!wants_catch && !covers_self && !tracked_libs.empty() && maps_any(proc.pid, tracked_libs)) wants_catch = true;
+    if (wants_catch && !(same && !have->second.catch_links.empty())) {
+      // The libstdc++ this process maps, else (just exec'd: not mapped yet) the one its
+      // loader will find; the uprobe with a pid filter is placed when it maps it.
+      std::string lib = process::mapped_file(
+          proc.pid, [](const std::string& p) { return process::is_library_file(p, "libstdc++.so.6"); });
+      lib = lib.empty() ? process::find_library_in_root(proc.root, "libstdc++.so.6") : proc.root + lib;
+      struct stat st {};
+      if (!lib.empty() && ::stat(lib.c_str(), &st) == 0) {
+        auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+        auto off = catch_offsets_.find(key);
+        if (off == catch_offsets_.end()) off = catch_offsets_.emplace(key, catch_offset_of(lib)).first;
+        if (off->second) {
+          plan::AttachPoint c;
+          c.role = plan::Role::Catch;
+          c.binary = lib;
+          c.offset = off->second;
+          c.pid = proc.pid;
+          c.dev = key.first;
+          c.ino = key.second;
+          t.catches.push_back(c);
+        }
+      }
+    }
+    if (!t.probes.empty() || !t.catches.empty()) todo.push_back(std::move(t));
+  }
+  std::unique_lock<std::mutex> lock;
+  if (mu) lock = std::unique_lock<std::mutex>(*mu);
+  // Processes gone, or running another file now: their links go.
+  for (auto it = procs_.begin(); it != procs_.end();) {
+    auto p = std::find_if(procs.begin(), procs.end(), [&](const auto& x) { return x.pid == it->first; });
+    if (p != procs.end() && p->dev == it->second.dev && p->ino == it->second.ino) {
+      ++it;
+      continue;
+    }
+    spdlog::info("pid {} exited (or exec'd another file): releasing its {} container probes and {} catch hooks",
+                 it->first, it->second.probes.size(), it->second.catch_links.size());
+    it = procs_.erase(it);
+  }
+  for (auto it = file_refused_.begin(); it != file_refused_.end();)
+    it = std::any_of(procs.begin(), procs.end(), [&](const auto& x) { return x.pid == it->first; })
+             ? std::next(it)
+             : file_refused_.erase(it);
+  size_t attached = 0;
+  for (auto& t : todo) {
+    auto& pl = procs_[t.proc.pid];
+    pl.dev = t.proc.dev;
+    pl.ino = t.proc.ino;
+    for (auto& [i, fp] : t.probes) {
+      const auto& pp = plan_.probes[i];
+      if (!delta_known_[i]) {
+        plan_.specs[i].entry_sp_delta = fp.entry_sp_delta;
+        uint32_t key = static_cast<uint32_t>(i);
+        if (bpf_map_update_elem(bpf_map__fd(skel_->maps.specs), &key, &plan_.specs[i], BPF_ANY) != 0) {
+          spdlog::error("probe '{}': cannot update its spec: {}", pp.name, std::strerror(errno));
+          continue;
+        }
+        delta_known_[i] = true;
+      }
+      std::vector<Link> links;
+      bool ok = true;
+      for (auto point : fp.probe.points) {
+        point.pid = t.proc.pid;
+        auto l = attach_point(point);
+        if (!l) {
+          spdlog::error("{}: probe '{}': pid {}: {}", pp.mark.str(), pp.name, t.proc.pid, l.error().message);
+          file_refused_.insert({t.proc.pid, i});
+          ok = false;
+          break;
+        }
+        links.push_back(std::move(*l));
+      }
+      if (!ok) continue;
+      spdlog::info("probe '{}' attached to pid {} in a container: {} ({}, {} points)", pp.name, t.proc.pid,
+                   t.proc.host_path(), fp.probe.target, links.size());
+      pl.probes[i] = std::move(links);
+      ++attached;
+    }
+    for (const auto& c : t.catches) {
+      auto l = attach_point(c);
+      if (!l) {
+        spdlog::warn("C++ exception tracking off for pid {}: {}", t.proc.pid, l.error().message);
+        continue;
+      }
+      spdlog::info("C++ exceptions: catch hook for pid {} on {} __cxa_begin_catch @0x{:x}", t.proc.pid, c.binary,
+                   c.offset);
+      pl.catch_links.push_back(std::move(*l));
+    }
+    if (pl.probes.empty() && pl.catch_links.empty()) procs_.erase(t.proc.pid);
+  }
+  update_file_states();
+  return attached;
+}
+
+void Engine::update_file_states() {
+  for (size_t i = 0; i < plan_.probes.size(); ++i) {
+    const auto& pp = plan_.probes[i];
+    if (pp.python || !pp.per_process()) continue;
+    size_t points = 0, n = 0;
+    for (const auto& [pid, pl] : procs_)
+      if (auto it = pl.probes.find(i); it != pl.probes.end()) {
+        points += it->second.size();
+        ++n;
+      }
+    auto& st = states_[i];
+    st.attached = n > 0;
+    st.waiting = n == 0;
+    st.points_attached = points;
+    st.error = n ? ""
+               : pp.host_file
+                   ? pp.mark.str() + ": probe '" + pp.name + "': no process of the selected containers runs " +
+                         pp.binary + " yet; it is attached when one starts"
+                   : pp.mark.str() + ": probe '" + pp.name + "': " + pp.own_path +
+                         " is not on this host and no container runs it yet; it is attached when one starts";
   }
 }
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <string>
@@ -57,9 +58,12 @@ struct ProbeState {
   bool waiting = false;
 };
 
-/// Load-time choices not in the plan (the aggregation maps are sized from
-/// plan.budget).
-struct EngineOptions {};
+/// Load-time choices not in the plan (the aggregation maps are sized from plan.budget).
+struct EngineOptions {
+  /// The config the plan was built from (outlives the engine): probes on paths inside
+  /// containers are analysed per file while running. Null: no per-process attachment.
+  const config::Config* config = nullptr;
+};
 
 /// A process exit reported by the kernel.
 struct ExitEvent {
@@ -115,6 +119,18 @@ class Engine {
   size_t rescan_python(std::mutex* mu = nullptr);
   /// Hooks an interpreter file for every process that runs it (python.interpreter).
   Result<void> attach_interpreter(const python::Interpreter& in);
+  /// Native probes per process: (1) processes in another mount namespace (containers)
+  /// whose executable, as they see it, is a probe's absolute path get that probe's
+  /// points on their own file (analysed through /proc/PID/root, cached per file, attached
+  /// with a pid filter, so two containers running different builds are two targets and
+  /// two containers of one image never count a call twice); (2) every process a tracked
+  /// probe targets gets the C++ catch hook on the libstdc++ it maps (pid filter), and no
+  /// other process does. Links of processes gone (or exec'd into another file) are
+  /// released. Called at start, on every scan and after exec events (pending_execs).
+  /// `mu`: held only while links and states change. Returns the processes newly attached.
+  size_t rescan_files(std::mutex* mu = nullptr);
+  /// Exec events of processes a probe may target, not yet handled by rescan_files.
+  bool pending_execs() const { return !pending_execs_.empty(); }
 
   const std::vector<ProbeState>& states() const { return states_; }
   const plan::Plan& plan() const { return plan_; }
@@ -163,6 +179,29 @@ class Engine {
   /// `file`: the interpreter as this process maps it, reached from the exporter.
   Result<void> attach_python_pid(int pid, size_t layout, const std::string& file, bool eval, bool per_call);
   void update_python_states();
+  /// Per-process native links (rescan_files), by host PID.
+  struct ProcLinks {
+    uint64_t dev = 0, ino = 0;  ///< the executable they were made for
+    std::map<size_t, std::vector<Link>> probes;  ///< container probes: probe index → links
+    std::vector<Link> catch_links;               ///< __cxa_begin_catch hooks of this process
+  };
+  std::map<int, ProcLinks> procs_;
+  std::set<int> pending_execs_;
+  /// Container files analysed, by (device, inode, size, mtime) and probe: the plan, or
+  /// the refusal (logged once).
+  struct FileAnalysis {
+    std::optional<plan::FilePlan> plan;
+    std::string error;
+    uint64_t catch_offset = 0;  ///< a -static-libstdc++ build's own __cxa_begin_catch (0: none)
+  };
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t, int64_t, size_t>, FileAnalysis> analysed_;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> catch_offsets_;  ///< libstdc++ file → offset (0: none)
+  std::vector<bool> delta_known_;  ///< per probe: entry_sp_delta set from a file
+  std::set<std::pair<int, size_t>> file_refused_;  ///< (pid, probe) refused (logged once)
+  void update_file_states();
+  bool wants_exec() const;
+  void exec_seen(uint32_t tgid, uint64_t dev, uint64_t ino);
+  const config::Config* config_ = nullptr;
   std::unique_ptr<ring_buffer, RingBufferDeleter> exits_;
   std::function<void(const ExitEvent&)> exit_cb_;
   std::function<void(const ExecEvent&)> exec_cb_;

@@ -36,7 +36,8 @@ Result<MapBudget> compute_budget(const config::Config& cfg, const Plan& plan) {
     if (s.derived_inflight || s.metric >= b.metrics.size()) continue;  // no kernel key
     bool captured = false, status = false;
     for (const auto& l : s.labels) {
-      captured |= l.kind == LabelDecoder::Kind::Int || l.kind == LabelDecoder::Kind::Str;
+      captured |= l.kind == LabelDecoder::Kind::Int || l.kind == LabelDecoder::Kind::Str ||
+                  l.kind == LabelDecoder::Kind::Container;  // keyed by host PID
       status |= l.kind == LabelDecoder::Kind::Status;
     }
     const uint32_t keys = status ? nstatuses : 1;

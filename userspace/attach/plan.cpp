@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "elf/elf_file.h"
+#include "elf/plt.h"
 #include "elf/return_sites.h"
 #include "elf/usdt.h"
+#include "process/containers.h"
 #include "python/procs.h"
 #include "python/source.h"
 
@@ -71,6 +73,9 @@ uint8_t src_kind(const ValueRef& v) {
     case ValueRef::Kind::RetStr: return INSA_SRC_RET_STR;
     case ValueRef::Kind::Exception: return INSA_SRC_EXC;
     case ValueRef::Kind::RetNone: return INSA_SRC_RET_NONE;
+    case ValueRef::Kind::Container:
+    case ValueRef::Kind::Pod:
+    case ValueRef::Kind::Namespace: return INSA_SRC_PID;  // named in userspace from the PID
   }
   return INSA_SRC_NONE;
 }
@@ -136,22 +141,39 @@ class Builder {
     return std::move(plan_);
   }
 
+  /// Probe `index` alone, analysed from `file`: earlier probes are left empty so the
+  /// cookie (== probe index) is the one of the full plan.
+  Result<FilePlan> build_one(size_t index, const std::string& file) {
+    only_ = index;
+    file_override_ = file;
+    plan_.specs.resize(index);
+    plan_.probes.resize(index);
+    if (auto r = add_probe(index); !r) return r.error();
+    return FilePlan{std::move(plan_.probes[index]), plan_.specs[index].entry_sp_delta};
+  }
+
  private:
   /// The catch hook goes on every __cxa_begin_catch a tracked probe's process may run.
   void add_catch_points() {
+    // libstdc++.so.6 is not here: hooked on the whole file it would trap every C++
+    // program of the host; the engine hooks it per targeted process instead. A probed
+    // file's own copy (-static-libstdc++) or its PLT stub of __cxa_begin_catch traps only
+    // that file's processes, from their first instruction (the per-process hook comes
+    // from an exec event a little later).
     std::vector<std::string> files;
-    if (auto lib = elf::resolve_library("libstdc++.so.6")) files.push_back(*lib);
     for (const auto& pp : plan_.probes)
-      if (pp.tracked && std::find(files.begin(), files.end(), pp.binary) == files.end()) files.push_back(pp.binary);
+      if (pp.tracked && !pp.per_process() && std::find(files.begin(), files.end(), pp.binary) == files.end())
+        files.push_back(pp.binary);
     for (const auto& f : files) {
       auto file = elf::ElfFile::open(f);
       if (!file) continue;
       auto sym = file->find_function("__cxa_begin_catch");
-      if (!sym) continue;  // a C binary, or one using the shared libstdc++
+      auto stub = sym ? Result<uint64_t>(sym->file_offset) : elf::plt_stub_offset(*file, "__cxa_begin_catch");
+      if (!stub) continue;  // a C binary, or one importing it without a PLT stub (-fno-plt)
       AttachPoint a;
       a.role = Role::Catch;
       a.binary = f;
-      a.offset = sym->file_offset;
+      a.offset = *stub;
       a.dev = file->device();
       a.ino = file->inode();
       plan_.catch_points.push_back(a);
@@ -196,7 +218,21 @@ class Builder {
         return Error{pm + ": no such process; start the worker first, or drop 'pid:' to probe every process of the "
                           "binary"};
     }
-    auto bin = resolve_binary(p.binary, cfg_.file);
+    auto bin = only_ == index ? Result<std::string>(file_override_) : resolve_binary(p.binary, cfg_.file);
+    // An absolute path that is not on this host names a file inside containers: checked
+    // now against a container that runs it, attached per process by the engine.
+    const std::string own = !p.binary.empty() && p.binary[0] == '/' ? p.binary : "";
+    bool host_file = true;
+    // (Only a path that does not exist: a symlink loop or a permission problem stays an error.)
+    if (!bin && !own.empty() && only_ != index && (bin.error().err == ENOENT || bin.error().err == ENOTDIR)) {
+      host_file = false;
+      for (const auto& proc : process::scan_executables())
+        if (!proc.root.empty() && proc.exe == own) {
+          bin = proc.host_path();
+          break;
+        }
+      if (!bin) return add_waiting_probe(p);
+    }
     if (!bin) return Error{where + ": " + bin.error().message, bin.error().err};
     auto file = elf::ElfFile::open(*bin);
     if (!file) return Error{where + ": " + file.error().message, file.error().err};
@@ -315,6 +351,47 @@ class Builder {
     }
     plan_.specs.push_back(spec);
     pp.points = std::move(points);
+    pp.pid = p.pid;
+    pp.own_path = own;
+    pp.host_file = host_file && only_ != index;
+    pp.select = p.select;
+    pp.library = fs::path(p.binary).filename().string().find(".so") != std::string::npos;
+    if (p.select && host_file) pp.target += " (per process: selected containers only)";
+    if (!host_file) {
+      // Checked against one container's file; each container's file is attached per process.
+      pp.points.clear();
+      pp.binary = own;
+      pp.target += " (in containers: " + own + ")";
+    }
+    plan_.probes.push_back(std::move(pp));
+    return {};
+  }
+
+  /// A probe on a path inside containers that no process runs yet: its spec and series,
+  /// no points; the engine analyses and attaches each container's file when one starts.
+  Result<void> add_waiting_probe(const config::ProbeDef& p) {
+    const uint32_t cookie = static_cast<uint32_t>(plan_.specs.size());
+    const int probe_index = static_cast<int>(plan_.probes.size());
+    insa_probe_spec spec{};
+    ProbePlan pp;
+    pp.name = p.name;
+    pp.binary = p.binary;
+    pp.own_path = p.binary;
+    pp.host_file = false;
+    pp.select = p.select;
+    pp.cookie = cookie;
+    pp.mark = p.mark;
+    pp.pid = p.pid;
+    pp.tracked = p.tracked();
+    if (pp.tracked) spec.flags |= INSA_PROBE_TRACKED;
+    if (pp.tracked && p.exit != config::ExitMethod::Uretprobe && p.usdt.empty()) plan_.needs_catch = true;
+    set_statuses(spec, p);
+    pp.target = (p.usdt.empty() ? p.function.empty() ? "offset" : p.function : "usdt " + p.usdt) +
+                " (in containers: " + p.binary + "; not on this host and no process runs it yet: checked and attached "
+                "when one starts)";
+    for (const auto& u : p.updates)
+      if (auto r = add_update(p, u, spec, probe_index, cookie); !r) return r;
+    plan_.specs.push_back(spec);
     plan_.probes.push_back(std::move(pp));
     return {};
   }
@@ -599,9 +676,16 @@ class Builder {
                           v.kind == ValueRef::Kind::Exception;
       d.kind = is_str ? LabelDecoder::Kind::Str
                : v.kind == ValueRef::Kind::Status ? LabelDecoder::Kind::Status
+               : v.container()                    ? LabelDecoder::Kind::Container
                                                    : LabelDecoder::Kind::Int;
+      // Dead-PID expiry only for $pid itself: a container label sums the keys of its
+      // processes, and dropping one process's key would lower the container's counter.
       d.pid = v.kind == ValueRef::Kind::Pid;
-      auto key = v.str();
+      d.field = v.kind == ValueRef::Kind::Pod         ? LabelDecoder::Field::Pod
+                : v.kind == ValueRef::Kind::Namespace ? LabelDecoder::Field::Namespace
+                                                      : LabelDecoder::Field::Container;
+      // $container, $pod and $namespace share the PID's slot (with $pid too).
+      auto key = v.container() ? std::string("$pid") : v.str();
       auto it = slots.find(key);
       if (it == slots.end()) {
         uint32_t len = d.kind == LabelDecoder::Kind::Str ? static_cast<uint32_t>(v.len) : 8;
@@ -638,6 +722,8 @@ class Builder {
 
   const config::Config& cfg_;
   Plan plan_;
+  size_t only_ = SIZE_MAX;     ///< build_one: the probe analysed from file_override_
+  std::string file_override_;
   std::map<std::string, uint32_t> span_series_;
   std::vector<std::pair<std::pair<size_t, unsigned>, std::string>> pending_spans_;
 };
@@ -648,6 +734,11 @@ Result<Plan> build_plan(const config::Config& cfg) {
   auto r = Builder(cfg).build();
   if (!r) return Error{config::one_line(r.error().message), r.error().err};
   return r;
+}
+
+Result<FilePlan> plan_probe_file(const config::Config& cfg, size_t probe, const std::string& file) {
+  if (probe >= cfg.probes.size() || cfg.probes[probe].python) return Error{"not a native probe"};
+  return Builder(cfg).build_one(probe, file);
 }
 
 bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module) {

@@ -42,9 +42,11 @@ struct AttachPoint {
 
 /// How one label of a series is produced from a key.
 struct LabelDecoder {
-  enum class Kind { Static, Int, Str, Status };
+  /// Container: `$container`/`$pod`/`$namespace`, from the host PID in the slot (field).
+  enum class Kind { Static, Int, Str, Status, Container };
   std::string name;
   Kind kind = Kind::Static;
+  enum class Field { Container, Pod, Namespace } field = Field::Container;
   std::string static_value;
   uint32_t offset = 0, len = 0;  ///< bytes in insa_key.data
   std::map<int64_t, std::string> value_map;
@@ -88,6 +90,21 @@ struct ProbePlan {
   std::optional<config::PythonDef> python;
   int pid = -1;
   int py_target = -1;
+  /// The binary as processes see it, when the config names it by an absolute path
+  /// (matched against /proc/PID/exe: a container's view); "" for a library or a
+  /// relative path. Processes in another mount namespace running a file at this path
+  /// are attached per process, each from its own file (Engine::rescan_files).
+  std::string own_path;
+  /// False when no file exists at the path on the exporter's host: `points` is empty
+  /// and the probe attaches only to the containers that run it.
+  bool host_file = true;
+  /// A shared library (libfoo.so*): without pid: or select:, every process of the host
+  /// that maps it traps on its probes (host-wide, which `check` points out).
+  bool library = false;
+  /// `select:`: attached per process, only to processes of matching containers.
+  std::optional<config::Selector> select;
+  /// Attached per process (rescan_files) rather than to the whole file.
+  bool per_process() const { return !host_file || select.has_value(); }
 };
 
 struct Plan {
@@ -96,8 +113,9 @@ struct Plan {
   std::vector<ProbePlan> probes;
   std::vector<std::string> statuses;   ///< status index → name
   bool needs_catch = false;            ///< some tracked probe: hook __cxa_begin_catch
-  /// Where C++ catches happen: libstdc++.so's __cxa_begin_catch, plus the copy inside
-  /// every probed binary linked with -static-libstdc++.
+  /// The copies of __cxa_begin_catch inside probed binaries linked with
+  /// -static-libstdc++ (only their processes run them). libstdc++.so's is hooked per
+  /// process, for the processes probes target only (Engine::rescan_files).
   std::vector<AttachPoint> catch_points;
   /// Python probes: what the kernel matches code objects against (index == target).
   std::vector<insa_py_target> py_targets;
@@ -114,6 +132,15 @@ bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path
 /// Compiles a validated config. Every binary and symbol is resolved; the first
 /// problem is a one-line error naming probes.yaml:line:col.
 Result<Plan> build_plan(const config::Config& cfg);
+
+/// A native probe analysed from one file: a container's copy of its binary, opened
+/// through /proc/PID/root. Its points (same cookies as in the full plan) and the entry
+/// stack delta of that build.
+struct FilePlan {
+  ProbePlan probe;
+  int64_t entry_sp_delta = 0;
+};
+Result<FilePlan> plan_probe_file(const config::Config& cfg, size_t probe, const std::string& file);
 
 /// Absolute path of a probe's binary: a path relative to the config file's
 /// directory (or the working directory), or a library soname/bare name.

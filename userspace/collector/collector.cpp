@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "collector/exposition.h"
+#include "process/containers.h"
 
 namespace insa::collector {
 namespace pm = prometheus;
@@ -79,6 +80,14 @@ std::string Collector::decode_label(const LabelDecoder& d, const insa_key& key,
         if (!d.map_default.empty()) return d.map_default;
       }
       return std::to_string(v);
+    }
+    case LabelDecoder::Kind::Container: {
+      int64_t pid;
+      std::memcpy(&pid, key.data + d.offset, sizeof pid);
+      const auto l = process::container_labels(static_cast<int>(pid));
+      return d.field == LabelDecoder::Field::Pod         ? l.pod
+             : d.field == LabelDecoder::Field::Namespace ? l.namespace_
+                                                         : l.container;
     }
     case LabelDecoder::Kind::Str: {
       const char* p = reinterpret_cast<const char*>(key.data + d.offset);

@@ -22,6 +22,10 @@ uint64_t monotonic_ns() {
 }
 
 bool captured(const plan::Series& s) {
+  // A `$container`/`$pod`/`$namespace` series is the sum of its processes' keys (the kernel
+  // keys by host PID): removing one process's key would lower it, so such series stay.
+  for (const auto& l : s.labels)
+    if (l.kind == plan::LabelDecoder::Kind::Container) return false;
   for (const auto& l : s.labels)
     if (l.kind == plan::LabelDecoder::Kind::Int || l.kind == plan::LabelDecoder::Kind::Str) return true;
   return false;

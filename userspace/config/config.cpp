@@ -297,7 +297,8 @@ class Parser {
 
  private:
   void parse_exporter(const YAML::Node& n, Config& c) {
-    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "series_expiry", "system_info"});
+    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "series_expiry", "system_info", "pod_logs_root"});
+    if (n["pod_logs_root"]) c.pod_logs_root = str(n["pod_logs_root"], "'pod_logs_root'");
     if (n["max_series"]) {
       auto v = integer(n["max_series"], "'max_series'");
       if (v < 16 || v > (1 << 22)) fail(n["max_series"], "'max_series' must be between 16 and 4194304");
@@ -457,7 +458,7 @@ class Parser {
       } else {
         u.value = value(n[key], std::string("'") + key + "'", false);
         if (u.value.kind == ValueRef::Kind::ArgStr || u.value.kind == ValueRef::Kind::RetStr ||
-            u.value.kind == ValueRef::Kind::Exception)
+            u.value.kind == ValueRef::Kind::Exception || u.value.container())
           fail(n[key], "a metric value must be an integer, not a string");
       }
     };
@@ -596,13 +597,28 @@ class Parser {
   }
 
   ProbeDef parse_probe(const YAML::Node& n, const Config& c) {
-    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics", "python"});
+    keys(n, "a probe", {"name", "binary", "pid", "function", "usdt", "offset", "exit", "status", "exception_status", "abandoned_status", "metrics", "python", "select"});
     ProbeDef p;
     p.mark = mark(n);
     p.name = req_str(n, "name", "a probe");
     if (p.name.empty()) fail(n["name"], "a probe name cannot be empty");
     const std::string where = "probe '" + p.name + "'";
     if (n["pid"]) { p.pid = pid_value(n["pid"]); p.pid_mark = mark(n["pid"]); }
+    if (auto s = n["select"]) {
+      if (n["python"]) fail(s, where + ": 'select' applies to native probes (python: probes select by script or module)");
+      keys(s, "'select'", {"container", "cgroup", "namespace", "pod", "executable"});
+      Selector sel;
+      sel.mark = mark(s);
+      if (s["container"]) sel.container = str(s["container"], "'container'");
+      if (s["cgroup"]) sel.cgroup = str(s["cgroup"], "'cgroup'");
+      if (s["namespace"]) sel.namespace_ = str(s["namespace"], "'namespace'");
+      if (s["pod"]) sel.pod = str(s["pod"], "'pod'");
+      if (s["executable"]) sel.executable = str(s["executable"], "'executable'");
+      if (sel.container.empty() && sel.cgroup.empty() && sel.namespace_.empty() && sel.pod.empty() &&
+          sel.executable.empty())
+        fail(s, where + ": 'select' needs at least one of container, cgroup, namespace, pod, executable");
+      p.select = sel;
+    }
     if (auto py = n["python"]) {
       for (const char* k : {"binary", "function", "usdt", "offset", "exit"})
         if (n[k]) fail(n[k], where + ": '" + k + "' does not apply to a python: probe (the interpreter is found from the process)");
@@ -768,6 +784,9 @@ std::string ValueRef::str() const {
     case Kind::Duration: return "$duration";
     case Kind::Status: return "$status";
     case Kind::Pid: return "$pid";
+    case Kind::Container: return "$container";
+    case Kind::Pod: return "$pod";
+    case Kind::Namespace: return "$namespace";
   }
   return "?";
 }
@@ -867,6 +886,9 @@ std::optional<ValueRef> parse_value(const std::string& s, std::string* why, bool
   if (body == "duration") { r.kind = ValueRef::Kind::Duration; return r; }
   if (body == "status") { r.kind = ValueRef::Kind::Status; return r; }
   if (body == "pid") { r.kind = ValueRef::Kind::Pid; return r; }
+  if (body == "container") { r.kind = ValueRef::Kind::Container; return r; }
+  if (body == "pod") { r.kind = ValueRef::Kind::Pod; return r; }
+  if (body == "namespace") { r.kind = ValueRef::Kind::Namespace; return r; }
   const std::string general =
       "'" + s + "' is not a value ($argN, $argN:str, $ret, $duration, $status, $pid" +
       (python ? "; Python also: $name, $argN:len, $ret:len, $ret:str, $exception)" : ")");

@@ -47,7 +47,11 @@ struct ValueRef {
   /// Python probes add: ArgLen (`$argN:len`), RetStr (`$ret:str`), Exception
   /// (`$exception`, the type name), RetNone (`ret == None` in a condition), and
   /// named parameters (`$request`, `$request:len`: Arg/ArgStr/ArgLen with `name`).
-  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid, ArgLen, RetStr, Exception, RetNone };
+  /// Container, Pod, Namespace (`$container`, `$pod`, `$namespace`): label values the
+  /// collector derives from the calling process's host PID (its cgroup, runtime and the
+  /// kubelet's log directories); the kernel captures the PID.
+  enum class Kind { Literal, Int, Arg, ArgStr, Ret, Duration, Status, Pid, ArgLen, RetStr, Exception, RetNone,
+                    Container, Pod, Namespace };
   Kind kind = Kind::Literal;
   int arg = 0;              ///< 1-based for Arg/ArgStr
   int len = 0;              ///< capture length for ArgStr
@@ -57,6 +61,7 @@ struct ValueRef {
   bool len_of = false;      ///< `$ret:len` (Python): len() of the returned object
   std::string name;         ///< Python: a parameter named instead of numbered
   bool kernel() const { return kind != Kind::Literal; }
+  bool container() const { return kind == Kind::Container || kind == Kind::Pod || kind == Kind::Namespace; }
   std::string str() const;  ///< back to the YAML spelling, for messages
 };
 
@@ -118,6 +123,19 @@ struct PythonDef {
   Mark mark, function_mark;
 };
 
+/// `select:` of a probe: only processes in matching containers (every given key must
+/// match; shell globs). A process in no container never matches.
+struct Selector {
+  std::string container;   ///< container name (podman/docker, or Kubernetes container) or id prefix
+  std::string cgroup;      ///< cgroup path (/proc/PID/cgroup)
+  std::string namespace_;  ///< Kubernetes namespace
+  std::string pod;         ///< Kubernetes pod
+  /// The executable as the process sees it (/proc/PID/exe); alone, it selects host
+  /// processes too (a library probe naming its processes).
+  std::string executable;
+  Mark mark;
+};
+
 struct ProbeDef {
   std::string name;
   std::string binary;     ///< path or library soname
@@ -135,6 +153,8 @@ struct ProbeDef {
   std::string abandoned_status;
   std::vector<Update> updates;
   std::optional<PythonDef> python;  ///< a Python probe: `binary`, `function`, `usdt`, `offset` unused
+  /// Only processes in these containers: the probe is then attached per process (PID filter).
+  std::optional<Selector> select;
   Mark mark;
   Mark binary_mark, function_mark;
   Mark exit_mark;  ///< where `exit:` was written (the probe's mark when absent)
@@ -175,6 +195,9 @@ struct Config {
   Mark max_series_mark;  ///< where `max_series` was written (line 0: default)
   /// Series unchanged this long are removed from the kernel maps and /metrics (0: never).
   int64_t series_expiry_ns = 600'000'000'000;
+  /// Where the kubelet keeps pods/ and containers/ log directories (`$pod`, `$namespace`,
+  /// Kubernetes `$container` names): `exporter.pod_logs_root`.
+  std::string pod_logs_root = "/var/log";
   std::map<std::string, std::string> system_info;  ///< version, environment
   std::vector<MetricDef> metrics;
   std::vector<WorkerDef> workers;

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "common/privileges.h"
+#include "process/containers.h"
 #include "python/procs.h"
 
 namespace insa::process {
@@ -98,16 +99,22 @@ int Lifecycle::observe(uint32_t pid, const std::string& exe, const std::string& 
 
 void Lifecycle::started(uint32_t pid, uint64_t dev, uint64_t ino) {
   std::string exe;
+  bool in_containers = false;  // a worker binary not on this host: a path inside containers
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& w : workers_) {
       struct stat st {};
-      if (stat(w.binary.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+      if (w.binary.empty()) continue;
+      if (stat(w.binary.c_str(), &st) != 0) {
+        in_containers = true;
+      } else if (st.st_dev == dev && st.st_ino == ino) {
         exe = w.binary;
         break;
       }
     }
   }
+  // The path as the process sees it (its mount namespace) names a container's worker.
+  if (exe.empty() && in_containers) exe = process_exe(static_cast<int>(pid));
   if (!exe.empty()) observe(pid, exe);
 }
 

@@ -9,6 +9,8 @@
 #include <regex>
 #include <sstream>
 
+#include "process/containers.h"
+
 namespace insa::python {
 namespace {
 
@@ -130,10 +132,7 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
   }
   // A container: its own mount namespace or root directory; its files are reached through
   // /proc/PID/root (the kernel resolves that link in the process's namespace).
-  const std::string my_ns = read_link(proc_root + "/self/ns/mnt"), its_ns = read_link(dir + "/ns/mnt");
-  const std::string its_root = read_link(dir + "/root");
-  if ((!its_ns.empty() && !my_ns.empty() && its_ns != my_ns) || (!its_root.empty() && its_root != "/"))
-    p.root = dir + "/root";
+  p.root = process::process_root(pid, proc_root);
   if (!parse_cmdline(argv, &p.script, &p.module)) return p;
   if (!p.script.empty()) {
     if (p.script[0] == '/') {
