@@ -197,6 +197,7 @@ TEST(Series, DeadProcessSeriesGoAtOnce) {
   require_root();
   auto cfg = write_config("pid", R"(exporter:
   series_expiry: 0
+  dead_pid_grace: 0
 metrics:
   - name: fx_by_pid_total
     type: counter

@@ -485,7 +485,7 @@ TEST(ConfigErrors, UnknownKeyInUpdate) {
 
 TEST(ConfigErrors, UnknownKeysElsewhere) {
   const std::string e = "exporter:\n  port: 9091\nprobes: []\n";
-  EXPECT_EQ(error_of(e), msg(e, "port:", "unknown key 'port' in 'exporter' (allowed: listen_address, label_limit, max_series, series_expiry, system_info, pod_logs_root)"));
+  EXPECT_EQ(error_of(e), msg(e, "port:", "unknown key 'port' in 'exporter' (allowed: listen_address, label_limit, max_series, series_expiry, dead_pid_grace, system_info, pod_logs_root)"));
   const std::string s = "exporter:\n  system_info:\n    owner: me\nprobes: []\n";
   EXPECT_EQ(error_of(s), msg(s, "owner", "unknown key 'owner' in 'system_info' (allowed: version, environment, platform)"));
   const std::string m = "metrics:\n  - name: a_total\n    type: counter\n    unit: s\nprobes: []\n";

@@ -253,6 +253,9 @@ TEST(Expiry, DeadProcessesGoAtOnce) {
   EXPECT_EQ(judge(s, key_with(0), 1000 * kS, 0, 1000 * kS, 0, alive), Verdict::Keep);
   EXPECT_EQ(judge(s, key_with(-1), 1000 * kS, 0, 1000 * kS, 0, alive), Verdict::Keep);
   EXPECT_EQ(asked, (std::vector<uint32_t>{4242, 4243}));
+  // With a grace: kept while its final value is recent, removed once unchanged that long.
+  EXPECT_EQ(judge(s, key_with(4242), 1000 * kS, 3, 1030 * kS, 0, alive, 60 * kS), Verdict::Keep);
+  EXPECT_EQ(judge(s, key_with(4242), 1000 * kS, 3, 1060 * kS, 0, alive, 60 * kS), Verdict::DeadPid);
 }
 
 TEST(Expiry, SweepPeriod) {

@@ -115,7 +115,8 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
   auto* lc = inst->lifecycle.get();
   inst->expiry =
-      std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(), inst->cfg.series_expiry_ns);
+      std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(), inst->cfg.series_expiry_ns,
+                                               inst->cfg.dead_pid_grace_ns);
   auto* ex = inst->expiry.get();
   if (auto r = inst->engine->watch_exits(
           [lc, ex](const attach::ExitEvent& e) {

@@ -40,13 +40,16 @@ int64_t int_at(const insa_key& key, uint32_t offset) {
 }  // namespace
 
 Verdict judge(const plan::Series& s, const insa_key& key, uint64_t last_ns, int64_t gauge, uint64_t now_ns,
-              int64_t expiry_ns, const std::function<bool(uint32_t)>& alive) {
+              int64_t expiry_ns, const std::function<bool(uint32_t)>& alive, int64_t dead_grace_ns) {
   if (!captured(s)) return Verdict::Keep;  // fixed labels: always exported, never reset
   if (!(key.flags & INSA_KEY_OTHER))
     for (const auto& l : s.labels) {
       if (!l.pid) continue;
       const int64_t pid = int_at(key, l.offset);
-      if (pid > 0 && pid <= INT32_MAX && !alive(static_cast<uint32_t>(pid))) return Verdict::DeadPid;
+      if (pid > 0 && pid <= INT32_MAX && !alive(static_cast<uint32_t>(pid))) {
+        if (last_ns <= now_ns && now_ns - last_ns >= static_cast<uint64_t>(dead_grace_ns)) return Verdict::DeadPid;
+        return Verdict::Keep;  // gone, but its final value is shown a little longer
+      }
     }
   if (expiry_ns <= 0 || last_ns > now_ns || now_ns - last_ns < static_cast<uint64_t>(expiry_ns)) return Verdict::Keep;
   // A running balance (in-flight calls, add/sub) that is not zero still means something.
@@ -61,8 +64,12 @@ uint64_t Expiry::period_ns(int64_t expiry_ns) {
   return p < kSecond ? kSecond : p > 60 * kSecond ? 60 * kSecond : p;
 }
 
-Expiry::Expiry(const plan::Plan& plan, reader::MapFds fds, int64_t expiry_ns)
-    : plan_(plan), fds_(std::move(fds)), expiry_ns_(expiry_ns), ncpus_(libbpf_num_possible_cpus()) {
+Expiry::Expiry(const plan::Plan& plan, reader::MapFds fds, int64_t expiry_ns, int64_t dead_grace_ns)
+    : plan_(plan),
+      fds_(std::move(fds)),
+      expiry_ns_(expiry_ns),
+      dead_grace_ns_(dead_grace_ns),
+      ncpus_(libbpf_num_possible_cpus()) {
   if (ncpus_ < 1) ncpus_ = 1;
   for (const auto& s : plan_.series)
     for (const auto& l : s.labels) pid_series_ |= l.pid;
@@ -165,14 +172,14 @@ size_t Expiry::sweep_map(int fd, int kind, uint64_t now, const std::function<boo
     uint64_t last;
     int64_t gauge;
     decode(values_.data() + i * vbytes, last, gauge);
-    const Verdict v = judge(s, key, last, gauge, now, expiry_ns_, alive);
+    const Verdict v = judge(s, key, last, gauge, now, expiry_ns_, alive, dead_grace_ns_);
     if (v == Verdict::Keep) continue;
     // Delete and look at what was deleted: an update that came after the read above
     // makes an idle series live again, so it is put back.
     if (bpf_map_lookup_and_delete_elem(fd, &key, buf.data()) != 0) continue;  // already gone
     if (v == Verdict::Idle) {
       decode(buf.data(), last, gauge);
-      if (judge(s, key, last, gauge, now, expiry_ns_, alive) == Verdict::Keep) {
+      if (judge(s, key, last, gauge, now, expiry_ns_, alive, dead_grace_ns_) == Verdict::Keep) {
         if (bpf_map_update_elem(fd, &key, buf.data(), BPF_NOEXIST) == 0) continue;
         // A program created the key again in between: the deleted copy's updates are lost.
         raced_.fetch_add(1);

@@ -26,13 +26,15 @@ enum class Verdict { Keep, Idle, DeadPid };
 
 /// Pure decision for one key of series `s`: `last_ns` is its latest update
 /// (CLOCK_MONOTONIC), `gauge` its value when it is a gauge, `alive` tells whether a
-/// process exists. `expiry_ns` 0: idle series are kept.
+/// process exists. `expiry_ns` 0: idle series are kept. A series of a dead `$pid` goes
+/// once it has not changed for `dead_grace_ns` (so scrapes after the exit still see its
+/// final value), whatever `expiry_ns`.
 Verdict judge(const plan::Series& s, const insa_key& key, uint64_t last_ns, int64_t gauge, uint64_t now_ns,
-              int64_t expiry_ns, const std::function<bool(uint32_t)>& alive);
+              int64_t expiry_ns, const std::function<bool(uint32_t)>& alive, int64_t dead_grace_ns = 0);
 
 class Expiry {
  public:
-  Expiry(const plan::Plan& plan, reader::MapFds fds, int64_t expiry_ns);
+  Expiry(const plan::Plan& plan, reader::MapFds fds, int64_t expiry_ns, int64_t dead_grace_ns = 0);
 
   /// A process exited (the kernel's exit events): its $pid series go at the next tick.
   void note_exit(uint32_t tgid);
@@ -65,6 +67,7 @@ class Expiry {
   const plan::Plan& plan_;
   reader::MapFds fds_;
   int64_t expiry_ns_;
+  int64_t dead_grace_ns_;
   int ncpus_;
   bool pid_series_ = false;  ///< some series is labelled by $pid
   uint64_t next_sweep_ = 0;

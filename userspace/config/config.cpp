@@ -297,7 +297,8 @@ class Parser {
 
  private:
   void parse_exporter(const YAML::Node& n, Config& c) {
-    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "series_expiry", "system_info", "pod_logs_root"});
+    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "series_expiry", "dead_pid_grace", "system_info",
+                           "pod_logs_root"});
     if (n["pod_logs_root"]) c.pod_logs_root = str(n["pod_logs_root"], "'pod_logs_root'");
     if (n["max_series"]) {
       auto v = integer(n["max_series"], "'max_series'");
@@ -313,6 +314,14 @@ class Parser {
              "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 to keep series forever, got '" +
                  text + "'");
       c.series_expiry_ns = *ns;
+    }
+    if (auto e = n["dead_pid_grace"]) {
+      auto text = str(e, "'dead_pid_grace'");
+      auto ns = text == "0" ? std::optional<int64_t>(0) : parse_duration_ns(text);
+      if (!ns || *ns > 86'400'000'000'000LL)
+        fail(e, "'dead_pid_grace' must be a duration up to 24h (e.g. 60s, 5m), or 0 to drop a dead process's "
+                "series at once, got '" + text + "'");
+      c.dead_pid_grace_ns = *ns;
     }
     if (n["listen_address"]) {
       c.listen_address = str(n["listen_address"], "'listen_address'");

@@ -195,6 +195,9 @@ struct Config {
   Mark max_series_mark;  ///< where `max_series` was written (line 0: default)
   /// Series unchanged this long are removed from the kernel maps and /metrics (0: never).
   int64_t series_expiry_ns = 600'000'000'000;
+  /// A series labelled by the `$pid` of a process that ended goes once unchanged this long
+  /// (the scrapes after the exit still see its final value): `exporter.dead_pid_grace`.
+  int64_t dead_pid_grace_ns = 60'000'000'000;
   /// Where the kubelet keeps pods/ and containers/ log directories (`$pod`, `$namespace`,
   /// Kubernetes `$container` names): `exporter.pod_logs_root`.
   std::string pod_logs_root = "/var/log";
