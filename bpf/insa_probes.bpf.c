@@ -29,22 +29,72 @@ struct {
 	__type(value, struct insa_probe_spec);
 } specs SEC(".maps");
 
+/*
+ * Aggregation maps, one per kind of value so a plain counter never carries a
+ * histogram's 17 buckets (times the CPU count). Userspace sizes them before
+ * load: the sum of the metrics' quotas plus their `other` keys.
+ *
+ * BPF_F_NO_PREALLOC: userspace deletes idle series (expiry). A preallocated
+ * hash map hands a deleted element to the next insert at once, while a program
+ * on another CPU may still be adding to it through its pointer, so a count
+ * could land in another series; a run-time allocated element is freed only
+ * after an RCU grace period. It also means memory follows the live series
+ * instead of being charged for max_entries up front.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384); /* resized by userspace before load */
 	__type(key, struct insa_key);
-	__type(value, struct insa_hist);
+	__type(value, struct insa_count);
 } counters SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384); /* resized by userspace before load */
 	__type(key, struct insa_key);
-	__type(value, __s64);
-} gauges SEC(".maps");
+	__type(value, struct insa_hist);
+} histograms SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384); /* resized by userspace before load */
+	__type(key, struct insa_key);
+	__type(value, struct insa_gauge);
+} gauges SEC(".maps");
+
+/* Series quota per metric (insa_shared.h); mmap-ed by userspace, which takes a
+ * key off `live` when it expires one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); /* resized by userspace: one per metric */
+	__type(key, __u32);
+	__type(value, struct insa_quota);
+} quotas SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1); /* resized by userspace: one per metric */
+	__type(key, __u32);
+	__type(value, struct insa_metric_stats);
+} metric_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, INSA_LOST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+/* Open spans. A plain hash (not LRU) so that no begin is ever lost unseen: a
+ * full map refuses the begin (counted in `lost`), and userspace removes spans
+ * older than the series expiry (counted too). No prealloc: userspace deletes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct insa_span_key);
 	__type(value, __u64);
@@ -80,6 +130,9 @@ struct scratch {
 	__u32 str_len;
 	__u32 pad;
 	__u64 str[INSA_STR_MAX / 8];
+	/* Initial value of a new series: zero, with `last` set (a series inserted with
+	 * last == 0 would look idle to a concurrent expiry sweep). */
+	struct insa_hist init;
 };
 
 struct {
@@ -88,8 +141,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
-
-static const struct insa_hist zero_hist;
 
 /* Values an action can read. */
 struct call_ctx {
@@ -109,6 +160,14 @@ struct call_ctx {
 /* PH_EXCEPTION runs exit actions with the probe's exception status; PH_TAIL is
  * an exit at a tail jmp, where rax is not the return value (no $ret). */
 enum phase { PH_ENTRY, PH_EXIT, PH_ABANDON, PH_EXCEPTION, PH_TAIL };
+
+#define LOST_INC(reason)                                                  \
+	do {                                                              \
+		__u32 __k = (reason);                                     \
+		__u64 *__v = bpf_map_lookup_elem(&lost, &__k);            \
+		if (__v)                                                  \
+			(*__v)++;                                         \
+	} while (0)
 
 #define STAT_INC(id, field)                                               \
 	do {                                                              \
@@ -216,7 +275,8 @@ static __always_inline int build_key(struct scratch *s, const struct insa_action
 			if (s->str_ptr != p || s->str_now != c->now || s->str_len != len) {
 				for (int k = 0; k < INSA_STR_MAX / 8; k++)
 					s->str[k] = 0;
-				bpf_probe_read_user_str(s->str, len, (const void *)p);
+				if (bpf_probe_read_user_str(s->str, len, (const void *)p) < 0)
+					LOST_INC(INSA_LOST_STR_READ); /* the label reads "" */
 				s->str_ptr = p;
 				s->str_now = c->now;
 				s->str_len = len;
@@ -231,20 +291,95 @@ static __always_inline int build_key(struct scratch *s, const struct insa_action
 	return 0;
 }
 
-/* Returns -1 when the series is new and the map is full: the update is lost (counted). */
-static __always_inline int observe(const struct insa_key *key, const struct insa_action *a, __s64 v, int bucketed)
+/* s->key becomes the `other` key of its series: captured labels zeroed, except
+ * $status (a finite set, kept apart). */
+static __always_inline void fold_key(struct scratch *s, const struct insa_action *a, const struct call_ctx *c)
 {
-	struct insa_hist *h = bpf_map_lookup_elem(&counters, key);
-	if (!h) {
-		bpf_map_update_elem(&counters, key, &zero_hist, BPF_NOEXIST);
-		h = bpf_map_lookup_elem(&counters, key);
-		if (!h)
-			return -1;
+	__u64 *w = (__u64 *)s->key.data;
+	for (int i = 0; i < INSA_KEY_BYTES / 8; i++)
+		w[i] = 0;
+	s->key.flags = INSA_KEY_OTHER;
+	for (int j = 0; j < INSA_MAX_LABELS; j++) {
+		if (j >= a->nlabels)
+			break;
+		const struct insa_label_src *l = &a->labels[j];
+		if ((l->src & ~INSA_SRC_I32) == INSA_SRC_STATUS)
+			w[(l->offset / 8) & (INSA_KEY_BYTES / 8 - 1)] = c->status;
 	}
+}
+
+/*
+ * The value of s->key in `map`, inserted (from s->init) when new. A new key
+ * takes one of its metric's quota; beyond the quota (or when `no_new`: a gauge
+ * decrement, whose increment went where the key was then) the update goes to
+ * the metric's `other` key, which is outside the quota and always has room
+ * (userspace sizes the maps for it). NULL only if the kernel cannot allocate.
+ */
+static __always_inline void *series_get(void *map, struct scratch *s, const struct insa_action *a,
+					const struct call_ctx *c, int no_new, __u32 last_off)
+{
+	void *v = bpf_map_lookup_elem(map, &s->key);
+	if (v)
+		return v;
+	__u64 *w = (__u64 *)&s->init;
+	for (int i = 0; i < sizeof(s->init) / 8; i++)
+		w[i] = 0;
+	w[(last_off / 8) % (sizeof(s->init) / 8)] = c->now;
+	__u32 m = a->metric;
+	if (!no_new) {
+		struct insa_quota *q = bpf_map_lookup_elem(&quotas, &m);
+		if (q) {
+			/* Take a slot first, so CPUs racing for the last one cannot both win. */
+			if (__sync_fetch_and_add(&q->live, 1) < q->limit) {
+				if (!bpf_map_update_elem(map, &s->key, &s->init, BPF_NOEXIST)) {
+					v = bpf_map_lookup_elem(map, &s->key);
+					if (v)
+						return v;
+				} else {
+					__sync_fetch_and_add(&q->live, -1);
+					/* another CPU inserted the same key meanwhile */
+					v = bpf_map_lookup_elem(map, &s->key);
+					if (v)
+						return v;
+				}
+			} else {
+				__sync_fetch_and_add(&q->live, -1);
+			}
+		}
+	}
+	fold_key(s, a, c);
+	v = bpf_map_lookup_elem(map, &s->key);
+	if (!v) {
+		bpf_map_update_elem(map, &s->key, &s->init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(map, &s->key);
+	}
+	if (v) {
+		struct insa_metric_stats *ms = bpf_map_lookup_elem(&metric_stats, &m);
+		if (ms)
+			ms->folded++;
+	}
+	return v;
+}
+
+/* Returns -1 when the update is lost (counted). */
+static __always_inline int count_add(struct scratch *s, const struct insa_action *a, const struct call_ctx *c, __s64 v)
+{
+	struct insa_count *h = series_get(&counters, s, a, c, 0, offsetof(struct insa_count, last));
+	if (!h)
+		return -1;
+	__sync_fetch_and_add(&h->sum, v);
+	h->last = c->now;
+	return 0;
+}
+
+static __always_inline int observe(struct scratch *s, const struct insa_action *a, const struct call_ctx *c, __s64 v)
+{
+	struct insa_hist *h = series_get(&histograms, s, a, c, 0, offsetof(struct insa_hist, last));
+	if (!h)
+		return -1;
 	__sync_fetch_and_add(&h->count, 1);
 	__sync_fetch_and_add(&h->sum, v);
-	if (!bucketed)
-		return 0;
+	h->last = c->now;
 	__u32 b = a->nbounds;
 	for (int i = 0; i < INSA_MAX_BUCKETS; i++) {
 		if (i >= a->nbounds)
@@ -259,20 +394,20 @@ static __always_inline int observe(const struct insa_key *key, const struct insa
 	return 0;
 }
 
-static __always_inline int gauge_apply(const struct insa_key *key, __u8 op, __s64 v)
+/* `dec`: the end of an in-flight call or a `sub:`, which never creates a key: the
+ * matching increment went to the key that existed then, or to `other` (a gauge
+ * that is not zero is never expired). */
+static __always_inline int gauge_apply(struct scratch *s, const struct insa_action *a, const struct call_ctx *c,
+				       __u8 op, __s64 v, int dec)
 {
-	__s64 *g = bpf_map_lookup_elem(&gauges, key);
-	if (!g) {
-		__s64 init = 0;
-		bpf_map_update_elem(&gauges, key, &init, BPF_NOEXIST);
-		g = bpf_map_lookup_elem(&gauges, key);
-		if (!g)
-			return -1;
-	}
+	struct insa_gauge *g = series_get(&gauges, s, a, c, dec, offsetof(struct insa_gauge, last));
+	if (!g)
+		return -1;
 	if (op == INSA_OP_GAUGE_SET)
-		*g = v;
+		g->value = v;
 	else
-		__sync_fetch_and_add(g, op == INSA_OP_GAUGE_SUB ? -v : v);
+		__sync_fetch_and_add(&g->value, op == INSA_OP_GAUGE_SUB ? -v : v);
+	g->last = c->now;
 	return 0;
 }
 
@@ -318,7 +453,7 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	__s64 v;
 	if (op == INSA_OP_INFLIGHT) {
 		build_key(s, a, c);
-		if (gauge_apply(&s->key, INSA_OP_GAUGE_ADD, ph == PH_ENTRY ? 1 : -1))
+		if (gauge_apply(s, a, c, INSA_OP_GAUGE_ADD, ph == PH_ENTRY ? 1 : -1, ph != PH_ENTRY))
 			STAT_INC(c->probe, dropped);
 		return 0;
 	}
@@ -334,7 +469,8 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	if (op == INSA_OP_SPAN_BEGIN) {
 		struct insa_span_key sk = { .series = a->span_series, .tgid = c->tgid,
 					    .id = (__s64)arg_at(c, a->span_arg) };
-		bpf_map_update_elem(&spans, &sk, &c->now, BPF_ANY);
+		if (bpf_map_update_elem(&spans, &sk, &c->now, BPF_ANY))
+			LOST_INC(INSA_LOST_SPAN_FULL);
 		return 0;
 	}
 	if (op == INSA_OP_SPAN_END) {
@@ -350,11 +486,11 @@ __noinline int do_action(const struct insa_action *a, struct call_ctx *c, int ph
 	build_key(s, a, c);
 	int lost;
 	if (op == INSA_OP_COUNT)
-		lost = observe(&s->key, a, v, 0);
+		lost = count_add(s, a, c, v);
 	else if (op == INSA_OP_OBSERVE)
-		lost = observe(&s->key, a, v, 1);
+		lost = observe(s, a, c, v);
 	else
-		lost = gauge_apply(&s->key, op, v);
+		lost = gauge_apply(s, a, c, op, v, op == INSA_OP_GAUGE_SUB);
 	if (lost)
 		STAT_INC(c->probe, dropped);
 	return 0;
@@ -576,8 +712,10 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(insa_task_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct insa_exec_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		LOST_INC(INSA_LOST_RINGBUF);
 		return 0;
+	}
 	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
 	e->tgid = BPF_CORE_READ(p, tgid);
 	e->pad = 0;
@@ -602,8 +740,10 @@ int BPF_PROG(insa_task_exit, struct task_struct *task)
 		return 0;
 	py_reap_process(tgid);
 	struct insa_exit_event *e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		LOST_INC(INSA_LOST_RINGBUF);
 		return 0;
+	}
 	e->tgid = tgid;
 	e->exit_code = BPF_CORE_READ(cur, exit_code);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));

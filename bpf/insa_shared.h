@@ -8,8 +8,11 @@
  * Data flow: probes.yaml is compiled by userspace into one insa_probe_spec per
  * attach point (the attach cookie is its index in the `specs` map). The
  * generic programs read the spec, evaluate its actions and aggregate into
- * `counters` (per-CPU: counters and histograms) and `gauges` (shared). Keys
- * are (series id, captured label bytes); userspace owns the meaning of both.
+ * `counters` (per-CPU: sum), `histograms` (per-CPU: buckets, sum, count) and
+ * `gauges` (shared). Keys are (series id, captured label bytes); userspace owns
+ * the meaning of both. Each metric has a quota of keys (`quotas`, counted live
+ * by the kernel): a new key beyond it is folded into the metric's `other` key,
+ * so one metric's cardinality never takes another metric's room.
  */
 #ifndef INSA_SHARED_H
 #define INSA_SHARED_H
@@ -113,6 +116,8 @@ struct insa_action {
 	__u8 span_arg;    /* SPAN_*: 1-based argument that keys the span */
 	__u8 pad;
 	__u32 span_series; /* SPAN_BEGIN: series of the matching SPAN_END action */
+	__u32 metric;      /* index of the metric: its quota in `quotas` */
+	__u32 pad2;
 	__s64 value_const;
 	struct insa_rule cond;  /* `if:` of the update: applied only when it holds (cmp 0: always) */
 	struct insa_label_src labels[INSA_MAX_LABELS];
@@ -134,18 +139,58 @@ struct insa_probe_spec {
 	struct insa_action actions[INSA_MAX_ACTIONS];
 };
 
+/* insa_key.flags: the metric's quota was full; captured labels (all but $status)
+ * are zeroed and the series is exported with the value `other`. */
+#define INSA_KEY_OTHER 1u
+
 /* Aggregation key for counters, histograms and gauges. */
 struct insa_key {
 	__u32 series;
-	__u32 pad;
+	__u32 flags; /* INSA_KEY_* */
 	__u8 data[INSA_KEY_BYTES];
 };
 
-/* Per-CPU value of a counter or histogram series. */
+/* Per-CPU value of a counter series. `last`: bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+ * of the last update on that CPU; userspace expires series idle for too long. */
+struct insa_count {
+	__s64 sum;
+	__u64 last;
+};
+
+/* Per-CPU value of a histogram series. */
 struct insa_hist {
 	__u64 count;
 	__s64 sum;
 	__u64 buckets[INSA_MAX_BUCKETS + 1]; /* non-cumulative; last is +Inf */
+	__u64 last;
+};
+
+/* Value of a gauge series (one shared value). */
+struct insa_gauge {
+	__s64 value;
+	__u64 last;
+};
+
+/* Series quota of one metric (`quotas`, an mmap-able array indexed by metric):
+ * `live` keys of the metric's map, not counting its `other` keys. The kernel
+ * adds one before inserting a key (and takes it back if the key is folded);
+ * userspace takes one off for each key it expires. */
+struct insa_quota {
+	__s64 live;
+	__s64 limit;
+};
+
+/* Per-metric self statistics (per-CPU array indexed by metric). */
+struct insa_metric_stats {
+	__u64 folded; /* updates that went to the metric's `other` key (quota full) */
+};
+
+/* Silent losses, counted by reason (per-CPU array `lost`). */
+enum insa_lost {
+	INSA_LOST_STR_READ = 0,  /* a label's string could not be read (bad pointer, unmapped page) */
+	INSA_LOST_RINGBUF = 1,   /* an exec/exit event found the ring buffer full */
+	INSA_LOST_SPAN_FULL = 2, /* a span begin found the spans map full */
+	INSA_LOST_MAX = 3,
 };
 
 /* Per-probe self statistics (per-CPU array indexed by spec index). */
@@ -156,7 +201,7 @@ struct insa_probe_stats {
 	__u64 abandoned; /* frames reclaimed: thread exit, longjmp, lost exit */
 	__u64 unmatched; /* exit with no open frame (attached mid-call) */
 	__u64 overflow;  /* entry not tracked: frame stack full */
-	__u64 dropped;   /* updates lost: a new series found its map full (max_series) */
+	__u64 dropped;   /* updates lost: no room even for the `other` key (kernel out of memory) */
 };
 
 /* An open probed call, kept in task storage. */

@@ -48,9 +48,10 @@ probes:
   EXPECT_EQ(s.at("insa_exporter_probe_events_total{probe=\"usdt_request\"}"), 50);
 }
 
-// A kernel map that is full loses the updates of new series; they are counted per
-// probe, so the user knows to raise max_series. 50 distinct values into 16 entries.
-TEST(Targets, FullMapUpdatesAreCountedAsDropped) {
+// A metric's series quota full: new label values are counted in its `other` series,
+// call by call; nothing is dropped. 50 distinct values, max_series 16 (the metric's
+// whole quota: its labels are all captured).
+TEST(Targets, FullQuotaFoldsIntoOther) {
   require_root();
   auto cfg = write_config("full", R"(exporter:
   max_series: 16
@@ -74,14 +75,16 @@ probes:
   double kept = 0;
   size_t series = 0;
   for (const auto& [k, v] : s)
-    if (k.rfind("fx_by_id_total{", 0) == 0) {
+    if (k.rfind("fx_by_id_total{", 0) == 0 && k != "fx_by_id_total{id=\"other\"}") {
       kept += v;
       ++series;
     }
   EXPECT_EQ(series, 16u);
   EXPECT_EQ(kept, 16);
-  EXPECT_EQ(s.at("insa_exporter_dropped_updates_total{probe=\"by_id\"}"), 34);
-  EXPECT_EQ(s.at("insa_exporter_map_entries{map=\"counters\"}"), 16);
+  EXPECT_EQ(s.at("fx_by_id_total{id=\"other\"}"), 34);
+  EXPECT_EQ(s.at("insa_exporter_series_folded_total{metric=\"fx_by_id_total\"}"), 34);
+  EXPECT_EQ(s.at("insa_exporter_dropped_updates_total{probe=\"by_id\"}"), 0);
+  EXPECT_EQ(s.at("insa_exporter_map_entries{map=\"counters\"}"), 17);
   EXPECT_EQ(s.at("insa_exporter_probe_events_total{probe=\"by_id\"}"), 50);
 }
 

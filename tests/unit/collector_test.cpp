@@ -15,7 +15,10 @@
 #include <string>
 #include <vector>
 
+#include <bpf/libbpf.h>
+
 #include "collector/collector.h"
+#include "collector/exposition.h"
 #include "../test_util.h"
 
 namespace insa::collector {
@@ -48,11 +51,15 @@ insa_key key(uint32_t series) {
 void put_str(insa_key& k, uint32_t off, const std::string& s) { std::memcpy(k.data + off, s.data(), s.size()); }
 void put_int(insa_key& k, uint32_t off, int64_t v) { std::memcpy(k.data + off, &v, sizeof v); }
 
-insa_hist counter(int64_t v) {
-  insa_hist h{};
-  h.count = static_cast<uint64_t>(v);
-  h.sum = v;
-  return h;
+insa_count counter(int64_t v) {
+  insa_count c{};
+  c.sum = v;
+  return c;
+}
+insa_gauge gauge(int64_t v) {
+  insa_gauge g{};
+  g.value = v;
+  return g;
 }
 
 LabelDecoder stat(const std::string& name, const std::string& value) {
@@ -149,6 +156,7 @@ struct World {
         series(kStatic, {stat("kind", "a")}, 1.0, 1),                          // 5
         series(kSizes, {}, 1.0, 1),                                            // 6
     };
+    plan.budget = *plan::compute_budget(cfg, plan);
   }
 
   Collector make() {
@@ -176,7 +184,7 @@ struct World {
     h.buckets[1] = 1;
     h.buckets[2] = 1;
     h.buckets[3] = 1;  // +Inf slot of a 3-bound histogram
-    s.counters.emplace_back(kd, h);
+    s.histograms.emplace_back(kd, h);
     auto code = [&](int64_t c, int64_t n) {
       auto k = key(3);
       put_int(k, 0, c);
@@ -197,12 +205,17 @@ struct World {
     model("model=llama", 4);    // third distinct value with label_limit 2: `other`
     model("model=mistral", 1);  // fourth: `other` too
     auto g = key(2);
-    s.gauges.emplace_back(g, 3);
+    s.gauges.emplace_back(g, gauge(3));
     s.stats.resize(2);
     s.stats[0] = {10, 9, 1, 2, 3, 4, 5};
     s.stats[1] = {7, 0, 0, 0, 0, 0, 0};
     // A key for a series the plan does not know (stale map entry) is ignored.
     s.counters.emplace_back(key(99), counter(1000));
+    s.map_bytes = {{"counters", 19064}, {"specs", 635192}};
+    s.folded = {0, 0, 0, 4, 0, 0, 0};
+    s.lost[INSA_LOST_STR_READ] = 1;
+    s.lost[INSA_LOST_RINGBUF] = 2;
+    s.lost[INSA_LOST_SPAN_FULL] = 3;
   }
 };
 
@@ -431,10 +444,34 @@ TEST(Collector, SelfMetrics) {
   EXPECT_EQ(b.metric[0].gauge.value, 1);
 
   const auto& m = fam(fs, "insa_exporter_map_entries");
-  ASSERT_EQ(m.metric.size(), 2u);
+  ASSERT_EQ(m.metric.size(), 3u);
   EXPECT_EQ(labels(m.metric[0]), (L{{"map", "counters"}}));
-  EXPECT_EQ(m.metric[0].gauge.value, 14);  // 3 + 1 + 4 + 5 + the stale one
+  EXPECT_EQ(m.metric[0].gauge.value, 13);  // 3 + 4 + 5 + the stale one
+  EXPECT_EQ(labels(m.metric[1]), (L{{"map", "histograms"}}));
   EXPECT_EQ(m.metric[1].gauge.value, 1);
+  EXPECT_EQ(labels(m.metric[2]), (L{{"map", "gauges"}}));
+  EXPECT_EQ(m.metric[2].gauge.value, 1);
+
+  // Budget: 3 series with fixed labels (active, static, sizes) take 1 each; the 4 metrics
+  // with captured labels share the other 16381 of max_series: 4095 each.
+  const auto& q = fam(fs, "insa_exporter_series_quota");
+  ASSERT_EQ(q.metric.size(), 7u);
+  const double quotas[] = {4095, 4095, 1, 4095, 4095, 1, 1};
+  for (size_t i = 0; i < 7; ++i) {
+    EXPECT_EQ(labels(q.metric[i]), (L{{"metric", w.cfg.metrics[i].name}}));
+    EXPECT_EQ(q.metric[i].gauge.value, quotas[i]) << i;
+  }
+  const auto& lim = fam(fs, "insa_exporter_kernel_map_limit_bytes");
+  ASSERT_EQ(lim.metric.size(), 3u);
+  const int ncpus = libbpf_num_possible_cpus();
+  // counters: requests 4095 + 3 status `other` keys, errors and models 4095 + 1, static 1.
+  EXPECT_EQ(w.plan.budget.entries[0], 12291u);
+  EXPECT_EQ(w.plan.budget.entries[1], 4097u);
+  EXPECT_EQ(w.plan.budget.entries[2], 1u);
+  for (size_t k = 0; k < 3; ++k) {
+    const auto shape = plan::map_shape(static_cast<plan::MapKind>(k), w.plan.budget);
+    EXPECT_EQ(lim.metric[k].gauge.value, static_cast<double>(plan::hash_map_bytes(shape, shape.max_entries, ncpus)));
+  }
 
   const auto& e = fam(fs, "insa_exporter_scrape_errors_total");
   ASSERT_EQ(e.metric.size(), 1u);
@@ -511,6 +548,9 @@ TEST(Collector, FamilyOrderAndSources) {
                        "insa_exporter_abandoned_calls_total", "insa_exporter_exception_exits_total",
                        "insa_exporter_unmatched_exits_total", "insa_exporter_untracked_calls_total",
                        "insa_exporter_dropped_updates_total", "insa_exporter_label_overflow_total", "insa_exporter_map_entries",
+                       "insa_exporter_kernel_map_bytes", "insa_exporter_kernel_map_limit_bytes",
+                       "insa_exporter_series_quota", "insa_exporter_series_folded_total",
+                       "insa_exporter_lost_events_total", "insa_exporter_series_expired_total",
                        "insa_exporter_scrape_errors_total", "insa_exporter_scrape_duration_seconds"}));
 }
 
@@ -594,7 +634,7 @@ TEST(Collector, TextIsByteForByte) {
       "# TYPE insa_exporter_untracked_calls_total counter\n"
       "insa_exporter_untracked_calls_total{probe=\"request\"} 4\n"
       "insa_exporter_untracked_calls_total{probe=\"queue\"} 0\n"
-      "# HELP insa_exporter_dropped_updates_total Metric updates lost because their kernel map was full (raise exporter.max_series).\n"
+      "# HELP insa_exporter_dropped_updates_total Metric updates lost because the kernel could not allocate their series, not even the metric's other series.\n"
       "# TYPE insa_exporter_dropped_updates_total counter\n"
       "insa_exporter_dropped_updates_total{probe=\"request\"} 5\n"
       "insa_exporter_dropped_updates_total{probe=\"queue\"} 0\n"
@@ -609,8 +649,52 @@ TEST(Collector, TextIsByteForByte) {
       "insa_exporter_label_overflow_total{metric=\"insa_sizes_bytes\"} 0\n"
       "# HELP insa_exporter_map_entries Entries in the kernel aggregation maps.\n"
       "# TYPE insa_exporter_map_entries gauge\n"
-      "insa_exporter_map_entries{map=\"counters\"} 14\n"
+      "insa_exporter_map_entries{map=\"counters\"} 13\n"
+      "insa_exporter_map_entries{map=\"histograms\"} 1\n"
       "insa_exporter_map_entries{map=\"gauges\"} 1\n"
+      "# HELP insa_exporter_kernel_map_bytes Kernel memory charged for each BPF map now (memlock in /proc/self/fdinfo).\n"
+      "# TYPE insa_exporter_kernel_map_bytes gauge\n"
+      "insa_exporter_kernel_map_bytes{map=\"counters\"} 19064\n"
+      "insa_exporter_kernel_map_bytes{map=\"specs\"} 635192\n"
+      "# HELP insa_exporter_kernel_map_limit_bytes Most kernel memory an aggregation map can take: every metric at its series quota, at this CPU count.\n"
+      "# TYPE insa_exporter_kernel_map_limit_bytes gauge\n"
+      "insa_exporter_kernel_map_limit_bytes{map=\"counters\"} <counters>\n"
+      "insa_exporter_kernel_map_limit_bytes{map=\"histograms\"} <histograms>\n"
+      "insa_exporter_kernel_map_limit_bytes{map=\"gauges\"} <gauges>\n"
+      "# HELP insa_exporter_series_quota Kernel series a metric may hold; new label values beyond it are counted in its 'other' series.\n"
+      "# TYPE insa_exporter_series_quota gauge\n"
+      "insa_exporter_series_quota{metric=\"insa_agent_requests_total\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_agent_request_duration_seconds\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_worker_active_requests\"} 1\n"
+      "insa_exporter_series_quota{metric=\"insa_errors_total\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_model_calls_total\"} 4095\n"
+      "insa_exporter_series_quota{metric=\"insa_static_total\"} 1\n"
+      "insa_exporter_series_quota{metric=\"insa_sizes_bytes\"} 1\n"
+      "# HELP insa_exporter_series_folded_total Updates counted in a metric's 'other' series because its series quota was full.\n"
+      "# TYPE insa_exporter_series_folded_total counter\n"
+      "insa_exporter_series_folded_total{metric=\"insa_agent_requests_total\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_agent_request_duration_seconds\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_worker_active_requests\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_errors_total\"} 4\n"
+      "insa_exporter_series_folded_total{metric=\"insa_model_calls_total\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_static_total\"} 0\n"
+      "insa_exporter_series_folded_total{metric=\"insa_sizes_bytes\"} 0\n"
+      "# HELP insa_exporter_lost_events_total Events lost or degraded, by reason: string_read (a label's string could not be read, the label is empty), ringbuf_full (a process exec/exit event), span_map_full (a span begin), span_expired (a span whose end never came), expiry_race (updates of a series expired as they arrived).\n"
+      "# TYPE insa_exporter_lost_events_total counter\n"
+      "insa_exporter_lost_events_total{reason=\"string_read\"} 1\n"
+      "insa_exporter_lost_events_total{reason=\"ringbuf_full\"} 2\n"
+      "insa_exporter_lost_events_total{reason=\"span_map_full\"} 3\n"
+      "insa_exporter_lost_events_total{reason=\"span_expired\"} 0\n"
+      "insa_exporter_lost_events_total{reason=\"expiry_race\"} 0\n"
+      "# HELP insa_exporter_series_expired_total Kernel series removed because they did not change for exporter.series_expiry, or their $pid process ended.\n"
+      "# TYPE insa_exporter_series_expired_total counter\n"
+      "insa_exporter_series_expired_total{metric=\"insa_agent_requests_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_agent_request_duration_seconds\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_worker_active_requests\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_errors_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_model_calls_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_static_total\"} 0\n"
+      "insa_exporter_series_expired_total{metric=\"insa_sizes_bytes\"} 0\n"
       "# HELP insa_exporter_scrape_errors_total Scrapes that failed to read the kernel maps.\n"
       "# TYPE insa_exporter_scrape_errors_total counter\n"
       "insa_exporter_scrape_errors_total 0\n"
@@ -620,6 +704,15 @@ TEST(Collector, TextIsByteForByte) {
   auto put = [&](const std::string& what, const std::string& with) { want.replace(want.find(what), what.size(), with); };
   put("<platform>", host_platform());
   put("<version>", INSA_VERSION);
+  // The most each aggregation map can take depends on this machine's CPU count.
+  for (size_t k = 0; k < plan::kMapKinds; ++k) {
+    const auto kind = static_cast<plan::MapKind>(k);
+    const auto shape = plan::map_shape(kind, w.plan.budget);
+    std::string v;
+    exposition::append_number(v, static_cast<double>(plan::hash_map_bytes(shape, shape.max_entries,
+                                                                           libbpf_num_possible_cpus())));
+    put(std::string("<") + plan::map_name(kind) + ">", v);
+  }
   EXPECT_EQ(t, want);
 }
 
@@ -721,6 +814,38 @@ TEST(Collector, HostileValuesStillValidForPromtool) {
       << "promtool (Debian's prometheus package, installed by tests/install-deps.sh) rejected /metrics";
 }
 
+// The kernel's `other` key (its metric's quota was full): captured labels read
+// `other`, $status stays, and it takes no place under label_limit, so the user's
+// values and the kernel's overflow land in the same exported `other` series.
+TEST(Collector, KernelOtherKeyIsTheOtherSeries) {
+  World w;  // label_limit 2
+  auto req = [&](const char* agent, int64_t st, int64_t n, uint32_t flags) {
+    auto k = key(0);
+    k.flags = flags;
+    put_str(k, 0, agent);
+    put_int(k, 32, st);
+    w.reader.snap.counters.emplace_back(k, counter(n));
+  };
+  req("", 0, 40, INSA_KEY_OTHER);  // folded in the kernel: bytes zeroed, status kept
+  req("", 1, 2, INSA_KEY_OTHER);
+  req("sizing", 0, 5, 0);
+  req("crm", 0, 1, 0);
+  req("tax", 0, 3, 0);  // third value with label_limit 2: folded here, into the same series
+  auto c = w.make();
+  const std::string t = c.text();
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"other\",status=\"success\"} 43\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"other\",status=\"error\"} 2\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"sizing\",status=\"success\"} 5\n"));
+  EXPECT_THAT(t, HasSubstr("insa_agent_requests_total{agent_type=\"crm\",status=\"success\"} 1\n"));
+  EXPECT_THAT(t, HasSubstr("insa_exporter_label_overflow_total{metric=\"insa_agent_requests_total\"} 1\n"));
+  plan::LabelDecoder d = str("agent_type", 0, 32);
+  auto k = key(0);
+  k.flags = INSA_KEY_OTHER;
+  EXPECT_EQ(Collector::decode_label(d, k, w.plan.statuses), "other");
+  EXPECT_EQ(Collector::decode_label(status("status", 32), k, w.plan.statuses), "success");
+  EXPECT_EQ(Collector::decode_label(stat("kind", "a"), k, w.plan.statuses), "a");
+}
+
 // Status names are a closed set declared in probes.yaml (plan.statuses): they
 // must never count against label_limit nor fold into `other`.
 TEST(Collector, StatusLabelsAreNotFolded) {
@@ -809,7 +934,7 @@ TEST(Collector, NegativeGaugeWithIntegerLabel) {
   w.plan.series[2].labels[0] = integer("worker_name", 0);
   auto k = key(2);
   put_int(k, 0, 12);
-  w.reader.snap.gauges.emplace_back(k, -2);
+  w.reader.snap.gauges.emplace_back(k, gauge(-2));
   auto c = w.make();
   auto fs = c.Collect();
   const auto& g = fam(fs, "insa_worker_active_requests");

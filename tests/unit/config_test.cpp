@@ -485,11 +485,11 @@ TEST(ConfigErrors, UnknownKeyInUpdate) {
 
 TEST(ConfigErrors, UnknownKeysElsewhere) {
   const std::string e = "exporter:\n  port: 9091\nprobes: []\n";
-  EXPECT_EQ(error_of(e), msg(e, "port:", "unknown key 'port' in 'exporter' (allowed: listen_address, label_limit, max_series, system_info)"));
+  EXPECT_EQ(error_of(e), msg(e, "port:", "unknown key 'port' in 'exporter' (allowed: listen_address, label_limit, max_series, series_expiry, system_info)"));
   const std::string s = "exporter:\n  system_info:\n    owner: me\nprobes: []\n";
   EXPECT_EQ(error_of(s), msg(s, "owner", "unknown key 'owner' in 'system_info' (allowed: version, environment, platform)"));
   const std::string m = "metrics:\n  - name: a_total\n    type: counter\n    unit: s\nprobes: []\n";
-  EXPECT_EQ(error_of(m), msg(m, "unit", "unknown key 'unit' in a metric (allowed: name, type, help, labels, buckets)"));
+  EXPECT_EQ(error_of(m), msg(m, "unit", "unknown key 'unit' in a metric (allowed: name, type, help, labels, buckets, max_series)"));
   const std::string w = "workers:\n  - name: w\n    binary: b\n    pid: 1\nprobes: []\n";
   EXPECT_EQ(error_of(w), msg(w, "pid", "unknown key 'pid' in a worker (allowed: name, type, binary, script)"));
   const std::string l = kMetrics + R"(  - name: a
@@ -944,6 +944,37 @@ TEST(ConfigErrors, MaxSeries) {
   auto hi = parse_config("exporter:\n  max_series: 4194304\nprobes: []\n", kFile);
   ASSERT_TRUE(hi.ok()) << hi.error().message;
   EXPECT_EQ(hi->max_series, 4194304u);
+}
+
+TEST(ConfigErrors, SeriesExpiry) {
+  auto def = parse_config("probes: []\n", kFile);
+  ASSERT_TRUE(def.ok());
+  EXPECT_EQ(def->series_expiry_ns, 600'000'000'000);  // 10 minutes
+  auto ten = parse_config("exporter:\n  series_expiry: 90s\nprobes: []\n", kFile);
+  ASSERT_TRUE(ten.ok()) << ten.error().message;
+  EXPECT_EQ(ten->series_expiry_ns, 90'000'000'000);
+  auto min = parse_config("exporter:\n  series_expiry: 30m\nprobes: []\n", kFile);
+  ASSERT_TRUE(min.ok());
+  EXPECT_EQ(min->series_expiry_ns, 1'800'000'000'000);
+  auto off = parse_config("exporter:\n  series_expiry: 0\nprobes: []\n", kFile);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->series_expiry_ns, 0);
+  for (const std::string bad : {"500ms", "soon", "-5s", "10"}) {
+    const std::string text = "exporter:\n  series_expiry: " + bad + "\nprobes: []\n";
+    EXPECT_EQ(error_of(text), msg(text, bad, "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 "
+                                             "to keep series forever, got '" + bad + "'"));
+  }
+  // A metric's own quota.
+  auto own = parse_config("metrics:\n  - name: m_total\n    type: counter\n    max_series: 300\nprobes: []\n", kFile);
+  ASSERT_TRUE(own.ok()) << own.error().message;
+  EXPECT_EQ(own->metrics.at(0).max_series, 300u);
+  EXPECT_EQ(own->metrics.at(0).max_series_mark.str(), std::string(kFile) + ":4:17");
+  const std::string zero = "metrics:\n  - name: m_total\n    type: counter\n    max_series: 0\nprobes: []\n";
+  EXPECT_EQ(error_of(zero), msg(zero, "0\n", "'max_series' must be between 1 and 4194304"));
+  // Where max_series was written, for the budget's message.
+  auto ms = parse_config("exporter:\n  max_series: 64\nprobes: []\n", kFile);
+  ASSERT_TRUE(ms.ok());
+  EXPECT_EQ(ms->max_series_mark.str(), std::string(kFile) + ":2:15");
 }
 
 TEST(ConfigErrors, DropUnmatched) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Per-CPU decoding of the kernel maps from byte fixtures
-// (tests/unit/data/{hist,stats}_cpu{1,2,4}.bin, written by
+// (tests/unit/data/{hist,count,stats}_cpu{1,2,4}.bin, written by
 // make_percpu_fixtures.py, which documents the values). CPU c holds k = c + 1
 // times a base pattern, so the sum over n CPUs is S = n(n+1)/2 times it.
 #include <gtest/gtest.h>
@@ -26,11 +26,15 @@ std::vector<uint8_t> fixture(const std::string& name) {
 
 constexpr uint64_t tri(uint64_t n) { return n * (n + 1) / 2; }
 
+// The latest update among the first `cpus` CPUs: CPU 1 (k = 2) holds 2^50.
+uint64_t latest(uint64_t cpus) { return cpus >= 2 ? uint64_t{1} << 50 : cpus == 1 ? 1000 : 0; }
+
 void expect_hist(const insa_hist& h, uint64_t s, uint64_t cpus) {
   EXPECT_EQ(h.count, 100 * s + cpus);
   EXPECT_EQ(h.sum, (12345 - (int64_t{1} << 40)) * static_cast<int64_t>(s));
   for (int b = 0; b < INSA_MAX_BUCKETS; ++b) EXPECT_EQ(h.buckets[b], (b + 1) * s) << "bucket " << b;
   EXPECT_EQ(h.buckets[INSA_MAX_BUCKETS], (uint64_t{1} << 33) * s);
+  EXPECT_EQ(h.last, latest(cpus)) << "last is the latest CPU's, not a sum";
 }
 
 void expect_stats(const insa_probe_stats& st, uint64_t s) {
@@ -49,7 +53,8 @@ TEST(Reader, PercpuStride) {
   static_assert(percpu_stride(8) == 8);
   static_assert(percpu_stride(13) == 16);
   static_assert(percpu_stride(17) == 24);
-  EXPECT_EQ(percpu_stride(sizeof(insa_hist)), 152u);
+  EXPECT_EQ(percpu_stride(sizeof(insa_hist)), 160u);
+  EXPECT_EQ(percpu_stride(sizeof(insa_count)), 16u);
   EXPECT_EQ(percpu_stride(sizeof(insa_probe_stats)), 56u);
   EXPECT_EQ(percpu_stride(sizeof(int64_t)), 8u);
 }
@@ -57,11 +62,12 @@ TEST(Reader, PercpuStride) {
 TEST(Reader, FixtureSizesMatchTheLayout) {
   for (int n : {1, 2, 4}) {
     EXPECT_EQ(fixture("hist_cpu" + std::to_string(n) + ".bin").size(), n * percpu_stride(sizeof(insa_hist)));
+    EXPECT_EQ(fixture("count_cpu" + std::to_string(n) + ".bin").size(), n * percpu_stride(sizeof(insa_count)));
     EXPECT_EQ(fixture("stats_cpu" + std::to_string(n) + ".bin").size(), n * percpu_stride(sizeof(insa_probe_stats)));
   }
   // First CPU's count and sum, read by hand (little-endian): 101 and 12345 - 2^40.
   auto b = fixture("hist_cpu1.bin");
-  ASSERT_EQ(b.size(), 152u);
+  ASSERT_EQ(b.size(), 160u);
   EXPECT_EQ(b[0], 101);
   EXPECT_EQ(b[1], 0);
   int64_t sum;
@@ -105,7 +111,7 @@ TEST(Reader, SumHistReadsOnlyTheCpusAsked) {
 TEST(Reader, SumHistIgnoresATruncatedSlot) {
   // 2.5 CPUs of bytes for 4 CPUs: only the two complete slots count.
   auto b = fixture("hist_cpu4.bin");
-  std::span<const uint8_t> part(b.data(), 2 * 152 + 76);
+  std::span<const uint8_t> part(b.data(), 2 * 160 + 76);
   expect_hist(sum_hist(part, 4), tri(2), 2);
   EXPECT_EQ(sum_hist(std::span<const uint8_t>(), 4).count, 0u);
 }
@@ -120,6 +126,28 @@ TEST(Reader, SumHistUsesTheStride) {
   EXPECT_EQ(h.count, 101u + 201u + 101u);
   EXPECT_EQ(h.buckets[0], 1u + 2u + 1u);
   EXPECT_EQ(h.buckets[16], (uint64_t{1} << 33) * 4);
+}
+
+TEST(Reader, SumCountOneTwoFourCpus) {
+  // Counters carry only a sum and the time of the last update (no buckets, no count).
+  for (int n : {1, 2, 4}) {
+    auto c = sum_count(fixture("count_cpu" + std::to_string(n) + ".bin"), n);
+    EXPECT_EQ(c.sum, (3 - (int64_t{1} << 41)) * static_cast<int64_t>(tri(n))) << n << " CPUs";
+    EXPECT_EQ(c.last, latest(n)) << n << " CPUs";
+  }
+  auto b = fixture("count_cpu4.bin");
+  EXPECT_EQ(sum_count(b, 1).sum, 3 - (int64_t{1} << 41));
+  EXPECT_EQ(sum_count(std::span<const uint8_t>(b.data(), 16 + 15), 4).sum, 3 - (int64_t{1} << 41));
+}
+
+TEST(Reader, FdinfoMemlock) {
+  // As the kernel prints /proc/PID/fdinfo/FD of a BPF map.
+  const std::string text =
+      "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t2078\nmap_type:\t5\nkey_size:\t136\n"
+      "value_size:\t16\nmax_entries:\t65\nmap_flags:\t0x1\nmap_extra:\t0x0\nmemlock:\t19064\n"
+      "map_id:\t311\nfrozen:\t0\n";
+  EXPECT_EQ(fdinfo_memlock(text), 19064u);
+  EXPECT_EQ(fdinfo_memlock("pos:\t0\n"), 0u);
 }
 
 TEST(Reader, SumStatsOneTwoFourCpus) {

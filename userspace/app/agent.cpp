@@ -72,6 +72,7 @@ struct Instance {
   plan::Plan plan;
   std::unique_ptr<attach::Engine> engine;
   std::unique_ptr<reader::BpfMapReader> reader;
+  std::unique_ptr<collector::Expiry> expiry;  ///< series expiry sweeps (main loop)
   std::unique_ptr<collector::Collector> collector;
   std::unique_ptr<process::Lifecycle> lifecycle;
   std::vector<FileId> probe_files;  ///< per probe, to notice a replaced binary
@@ -89,7 +90,7 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   auto p = plan::build_plan(inst->cfg);
   if (!p) throw FatalError{p.error()};
   inst->plan = std::move(*p);
-  auto eng = attach::Engine::load(inst->plan, {inst->cfg.max_series});
+  auto eng = attach::Engine::load(inst->plan, {});
   if (!eng) throw FatalError{eng.error()};
   inst->engine = std::move(*eng);
   for (const auto& w : inst->cfg.workers) {
@@ -109,10 +110,16 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   auto* inst = &in;
   inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
   auto* lc = inst->lifecycle.get();
-  if (auto r = inst->engine->watch_exits([lc](const attach::ExitEvent& e) { lc->exited(e.tgid, e.exit_code); },
-                                         inst->cfg.workers.empty()
-                                             ? std::function<void(const attach::ExecEvent&)>()
-                                             : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
+  inst->expiry =
+      std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(), inst->cfg.series_expiry_ns);
+  auto* ex = inst->expiry.get();
+  if (auto r = inst->engine->watch_exits(
+          [lc, ex](const attach::ExitEvent& e) {
+            lc->exited(e.tgid, e.exit_code);
+            ex->note_exit(e.tgid);
+          },
+          inst->cfg.workers.empty() ? std::function<void(const attach::ExecEvent&)>()
+                                    : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
       !r)
     throw FatalError{r.error()};
   lc->scan();
@@ -122,15 +129,14 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   // attach (which then refused it), the next scan sees the difference and re-plans.
   for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(analysed_id(pp));
 
-  inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->counters_fd(), inst->engine->gauges_fd(),
-                                                        inst->engine->stats_fd(),
-                                                        static_cast<uint32_t>(inst->plan.specs.size()));
+  inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->map_fds());
   auto* engine = inst->engine.get();
   inst->collector = std::make_unique<collector::Collector>(inst->cfg, inst->engine->plan(), *inst->reader, [engine] {
     std::vector<collector::ProbeStatus> s;
     for (const auto& st : engine->states()) s.push_back({st.attached});
     return s;
   });
+  inst->collector->set_expiry(inst->expiry.get());
   inst->collector->add_source([lc](std::vector<prometheus::MetricFamily>& out) { lc->collect(out); });
   for (const auto& src : extra) inst->collector->add_source(src);
 }
@@ -413,6 +419,7 @@ int run_agent(const AgentOptions& opt) {
     if (inst && now - last_scan >= std::chrono::seconds(1)) {
       last_scan = now;
       inst->lifecycle->scan();
+      inst->expiry->tick();  // idle series and those of dead $pid processes
       try {
         check_replaced(*inst, mu);
         // Scans /proc and reads ELF files without the lock; attaches under it.

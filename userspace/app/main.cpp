@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <bpf/libbpf.h>
 
 #include <sys/stat.h>
 
@@ -29,6 +30,7 @@
 #include "python/interp.h"
 #include "python/procs.h"
 #include "python/source.h"
+#include "reader/map_reader.h"
 
 using namespace insa;
 
@@ -221,6 +223,31 @@ int list_probes(const std::string& binary) {
   return 0;
 }
 
+/// The kernel memory budget: each metric's series quota, each aggregation map's size and
+/// the most it can take at this machine's CPU count (attach/map_budget.h).
+void print_budget(const config::Config& cfg, const plan::Plan& p) {
+  const int ncpus = std::max(1, libbpf_num_possible_cpus());
+  for (size_t mi = 0; mi < cfg.metrics.size() && mi < p.budget.metrics.size(); ++mi) {
+    const auto& q = p.budget.metrics[mi];
+    std::printf("metric %-27s %u series in the kernel%s\n", cfg.metrics[mi].name.c_str(), q.quota,
+                q.captured     ? ", then its label values count as 'other'"
+                : q.quota == 0 ? " (no kernel update: derived from the probes' own counts, or unused)"
+                               : " (every label is fixed)");
+  }
+  uint64_t total = 0;
+  std::string maps;
+  for (size_t k = 0; k < plan::kMapKinds; ++k) {
+    const auto kind = static_cast<plan::MapKind>(k);
+    const auto shape = plan::map_shape(kind, p.budget);
+    const uint64_t bytes = plan::hash_map_bytes(shape, shape.max_entries, ncpus);
+    total += bytes;
+    maps += std::string(k ? ", " : "") + plan::map_name(kind) + " " + std::to_string(shape.max_entries) + " (" +
+            plan::human_bytes(bytes) + ")";
+  }
+  std::printf("kernel maps at most %s at %d CPUs (max_series %u): %s\n", plan::human_bytes(total).c_str(), ncpus,
+              cfg.max_series, maps.c_str());
+}
+
 int check(const std::string& file) {
   auto cfg = config::load_config(file);
   if (!cfg) {
@@ -259,16 +286,27 @@ int check(const std::string& file) {
     if (!pp.exit_method.empty()) std::printf("      exit: %s\n", pp.exit_method.c_str());
     if (!pp.sites.empty()) std::printf("      %s\n", pp.sites.c_str());
   }
+  print_budget(*cfg, *p);
   if (auto why = app::privilege_problem(); !why.empty()) {
     std::fprintf(stderr, "insa-exporter: config and symbols OK, but cannot load BPF to verify: %s\n", why.c_str());
     return 1;
   }
   attach::install_libbpf_logger();
-  auto eng = attach::Engine::load(*p, {cfg->max_series});
+  auto eng = attach::Engine::load(*p, {});
   if (!eng) {
     std::fprintf(stderr, "insa-exporter: %s\n", eng.error().message.c_str());
     return 1;
   }
+  // What the loaded maps are charged now (preallocated ones in full), by the kernel's count.
+  uint64_t now_bytes = 0;
+  for (const auto& [name, fd] : (*eng)->map_fds().all) {
+    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+    std::stringstream text;
+    text << in.rdbuf();
+    now_bytes += reader::fdinfo_memlock(text.str());
+  }
+  std::printf("kernel memory of all BPF maps once loaded: %s (the aggregation maps grow with their series)\n",
+              plan::human_bytes(now_bytes).c_str());
   std::printf("OK: %zu probes, %zu metrics, BPF programs verified by the kernel\n", p->probes.size(),
               cfg->metrics.size());
   return 0;

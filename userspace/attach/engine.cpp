@@ -9,6 +9,7 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -88,11 +89,21 @@ Engine::Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> 
 
 Engine::~Engine() = default;
 
-Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const EngineOptions& opts) {
+Engine::Mapping::~Mapping() {
+  if (addr) munmap(addr, len);
+}
+
+Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const EngineOptions&) {
   std::unique_ptr<::insa_probes, SkeletonDeleter> skel(insa_probes__open());
   if (!skel) return Error::from_errno("cannot open the BPF object");
-  bpf_map__set_max_entries(skel->maps.counters, opts.max_series);
-  bpf_map__set_max_entries(skel->maps.gauges, opts.max_series);
+  // Sizes from the budget (attach/map_budget.h): each metric's quota plus its `other` keys.
+  const auto& b = plan.budget;
+  bpf_map__set_max_entries(skel->maps.counters, b.entries[static_cast<size_t>(plan::MapKind::Counters)]);
+  bpf_map__set_max_entries(skel->maps.histograms, b.entries[static_cast<size_t>(plan::MapKind::Histograms)]);
+  bpf_map__set_max_entries(skel->maps.gauges, b.entries[static_cast<size_t>(plan::MapKind::Gauges)]);
+  const uint32_t nmetrics = std::max<uint32_t>(1, static_cast<uint32_t>(b.metrics.size()));
+  bpf_map__set_max_entries(skel->maps.quotas, nmetrics);
+  bpf_map__set_max_entries(skel->maps.metric_stats, nmetrics);
   skel->rodata->py_ntargets = static_cast<uint32_t>(plan.py_targets.size());
   if (int err = insa_probes__load(skel.get())) {
     return Error{"cannot load the BPF programs: " + std::string(strerror(-err)) + load_hint(-err) +
@@ -109,7 +120,19 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
     if (bpf_map_update_elem(fd, &i, &plan.py_targets[i], BPF_ANY))
       return Error::from_errno("cannot fill the python target map");
   }
-  return std::unique_ptr<Engine>(new Engine(plan, std::move(skel)));
+  fd = bpf_map__fd(skel->maps.quotas);
+  for (uint32_t i = 0; i < b.metrics.size(); ++i) {
+    insa_quota q{0, static_cast<int64_t>(b.metrics[i].quota)};
+    if (bpf_map_update_elem(fd, &i, &q, BPF_ANY)) return Error::from_errno("cannot fill the series quota map");
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t len = (nmetrics * sizeof(insa_quota) + page - 1) / page * page;
+  void* addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) return Error::from_errno("cannot map the series quota map");
+  std::unique_ptr<Engine> e(new Engine(plan, std::move(skel)));
+  e->quotas_.addr = addr;
+  e->quotas_.len = len;
+  return e;
 }
 
 Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
@@ -555,5 +578,25 @@ int Engine::poll_exits(int timeout_ms) { return exits_ ? ring_buffer__poll(exits
 int Engine::counters_fd() const { return bpf_map__fd(skel_->maps.counters); }
 int Engine::gauges_fd() const { return bpf_map__fd(skel_->maps.gauges); }
 int Engine::stats_fd() const { return bpf_map__fd(skel_->maps.stats); }
+
+reader::MapFds Engine::map_fds() const {
+  reader::MapFds m;
+  m.counters = bpf_map__fd(skel_->maps.counters);
+  m.histograms = bpf_map__fd(skel_->maps.histograms);
+  m.gauges = bpf_map__fd(skel_->maps.gauges);
+  m.stats = bpf_map__fd(skel_->maps.stats);
+  m.metric_stats = bpf_map__fd(skel_->maps.metric_stats);
+  m.lost = bpf_map__fd(skel_->maps.lost);
+  m.spans = bpf_map__fd(skel_->maps.spans);
+  m.nprobes = static_cast<uint32_t>(plan_.specs.size());
+  m.nmetrics = static_cast<uint32_t>(plan_.budget.metrics.size());
+  m.quotas = static_cast<insa_quota*>(quotas_.addr);
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    const std::string name = bpf_map__name(map);
+    if (name.find('.') == std::string::npos) m.all.emplace_back(name, bpf_map__fd(map));  // not .rodata/.bss
+  }
+  return m;
+}
 
 }  // namespace insa::attach

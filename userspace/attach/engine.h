@@ -16,6 +16,7 @@
 
 #include "attach/plan.h"
 #include "common/result.h"
+#include "reader/map_reader.h"
 
 struct insa_probes;
 struct bpf_link;
@@ -56,9 +57,9 @@ struct ProbeState {
   bool waiting = false;
 };
 
-struct EngineOptions {
-  uint32_t max_series = 16384;  ///< entries of the counters and gauges maps
-};
+/// Load-time choices not in the plan (the aggregation maps are sized from
+/// plan.budget).
+struct EngineOptions {};
 
 /// A process exit reported by the kernel.
 struct ExitEvent {
@@ -120,6 +121,8 @@ class Engine {
   int counters_fd() const;
   int gauges_fd() const;
   int stats_fd() const;
+  /// Every map the reader, the collector and the expiry sweep read or change.
+  reader::MapFds map_fds() const;
 
  private:
   Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> skel);
@@ -127,6 +130,13 @@ class Engine {
 
   plan::Plan plan_;
   std::unique_ptr<::insa_probes, SkeletonDeleter> skel_;
+  /// The `quotas` array mapped into our memory (BPF_F_MMAPABLE): the expiry sweep
+  /// takes a live key off a metric with an atomic the kernel's atomics see.
+  struct Mapping {
+    void* addr = nullptr;
+    size_t len = 0;
+    ~Mapping();
+  } quotas_;
   std::vector<std::vector<Link>> links_;  ///< per probe
   std::vector<Link> shared_links_;        ///< task exit
   std::vector<Link> catch_links_;         ///< __cxa_begin_catch hooks, shared by all probes

@@ -130,6 +130,9 @@ class Builder {
     }
     for (auto& [si, span] : pending_spans_) plan_.specs[si.first].actions[si.second].span_series = span_series_[span];
     if (plan_.needs_catch) add_catch_points();
+    auto budget = compute_budget(cfg_, plan_);
+    if (!budget) return budget.error();
+    plan_.budget = std::move(*budget);
     return std::move(plan_);
   }
 
@@ -517,6 +520,7 @@ class Builder {
     insa_action aside{};
     auto& a = derived ? aside : spec.actions[spec.nactions++];
     a.op = op_of(u.op);
+    a.metric = static_cast<uint32_t>(metric_index);
     const bool tracked = spec.flags & INSA_PROBE_TRACKED;
     a.when = u.when == config::When::Exit || (u.when == config::When::Default && tracked) ? INSA_AT_EXIT : INSA_AT_ENTRY;
     if (!tracked && a.when == INSA_AT_EXIT) return Error{u.mark.str() + ": 'when: exit' needs a function probe"};
@@ -547,6 +551,7 @@ class Builder {
     s.metric = metric_index;
     s.probe = probe_index;
     s.gauge = m->type == config::MetricType::Gauge;
+    s.additive = s.gauge && (u.op == UpdateOp::Add || u.op == UpdateOp::Sub || u.op == UpdateOp::Inflight);
     const bool ns = u.value.kind == ValueRef::Kind::Duration || u.op == UpdateOp::SpanEnd;
     if (ns) s.scale = 1e-9;
     if (u.op == UpdateOp::SpanEnd) {
@@ -595,6 +600,7 @@ class Builder {
       d.kind = is_str ? LabelDecoder::Kind::Str
                : v.kind == ValueRef::Kind::Status ? LabelDecoder::Kind::Status
                                                    : LabelDecoder::Kind::Int;
+      d.pid = v.kind == ValueRef::Kind::Pid;
       auto key = v.str();
       auto it = slots.find(key);
       if (it == slots.end()) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "attach/map_budget.h"
 #include "common/label_regex.h"
 #include "common/result.h"
 #include "config/config.h"
@@ -50,6 +51,7 @@ struct LabelDecoder {
   std::string map_default;
   std::optional<LabelRegex> regex;
   bool drop_unmatched = false;
+  bool pid = false;  ///< Int from $pid: the series ends with its process (expiry)
 };
 
 /// A key.series id: one (probe, update) pair.
@@ -59,6 +61,9 @@ struct Series {
   double scale = 1.0;  ///< kernel units → exported units (1e-9 for ns → s)
   int probe = -1;
   bool gauge = false;  ///< lives in the gauges map
+  /// A gauge moved by add/sub/in-flight: its value is a running balance, so it is
+  /// expired only at zero (a `set` gauge holds the last value and expires when idle).
+  bool additive = false;
   /// An in-flight gauge whose labels are all static needs no kernel update: its value is
   /// the probe's own statistics, entries - (returns + exceptions + abandoned + untracked),
   /// which the kernel counts anyway. Saves two shared-map updates per call.
@@ -99,6 +104,8 @@ struct Plan {
   /// Interpreters known when the plan was built (configured, or run by a matching
   /// process); the engine attaches more as matching processes appear.
   std::vector<python::Interpreter> py_interpreters;
+  /// max_series shared among the metrics; the sizes of the aggregation maps.
+  MapBudget budget;
 };
 
 /// Does a Python probe target this process? (script path suffix or module, and pid)

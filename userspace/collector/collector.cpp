@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/utsname.h>
 
+#include <bpf/libbpf.h>
+
 #include <chrono>
 #include <charconv>
 #include <cmath>
@@ -45,6 +47,8 @@ pm::ClientMetric counter_sample(std::vector<pm::ClientMetric::Label> labels, dou
 Collector::Collector(const config::Config& cfg, const plan::Plan& plan, reader::MapReader& reader,
                      std::function<std::vector<ProbeStatus>()> probe_status)
     : cfg_(cfg), plan_(plan), reader_(reader), probe_status_(std::move(probe_status)) {
+  ncpus_ = libbpf_num_possible_cpus();
+  if (ncpus_ < 1) ncpus_ = 1;
   utsname u{};
   if (uname(&u) == 0) {
     std::string sys = u.sysname;
@@ -55,6 +59,9 @@ Collector::Collector(const config::Config& cfg, const plan::Plan& plan, reader::
 
 std::string Collector::decode_label(const LabelDecoder& d, const insa_key& key,
                                     const std::vector<std::string>& statuses) {
+  // The kernel's `other` key of a metric whose quota was full: captured labels are gone.
+  if ((key.flags & INSA_KEY_OTHER) && (d.kind == LabelDecoder::Kind::Int || d.kind == LabelDecoder::Kind::Str))
+    return "other";
   switch (d.kind) {
     case LabelDecoder::Kind::Static:
       return d.static_value;
@@ -94,7 +101,7 @@ std::string Collector::bounded(size_t metric, size_t label, const std::string& v
     seen.insert(value);
     return value;
   }
-  folded_[metric].insert(value);
+  if (folded_[metric].insert(value).second) ++folded_count_[metric];
   return "other";
 }
 
@@ -144,13 +151,69 @@ size_t Collector::row_for(const plan::Series& s, uint32_t series, const insa_key
       dropped = true;
       break;
     }
-    // Static and status labels come from a finite set in the config: never folded.
+    // Static and status labels come from a finite set in the config: never folded; nor
+    // is the kernel's `other` key (already folded).
     const auto k = s.labels[i].kind;
-    values.push_back(k == LabelDecoder::Kind::Static || k == LabelDecoder::Kind::Status ? v : bounded(s.metric, i, v));
+    const bool fixed =
+        k == LabelDecoder::Kind::Static || k == LabelDecoder::Kind::Status || (key.flags & INSA_KEY_OTHER);
+    values.push_back(fixed ? v : bounded(s.metric, i, v));
   }
   if (!dropped) row = add_row(s.metric, std::move(values), false);
   by_key_.emplace(std::move(raw), row);
   return row;
+}
+
+void Collector::forget_expired(const reader::Snapshot& snap) const {
+  auto raw = [](const insa_key& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof k); };
+  std::unordered_map<std::string, char> live;
+  for (const auto& [k, v] : snap.counters) live.emplace(raw(k), 0);
+  for (const auto& [k, v] : snap.histograms) live.emplace(raw(k), 0);
+  for (const auto& [k, v] : snap.gauges) live.emplace(raw(k), 0);
+  for (auto it = by_key_.begin(); it != by_key_.end();) it = live.count(it->first) ? std::next(it) : by_key_.erase(it);
+  // Rows still fed by a key, shown always (fixed labels), or derived: kept, renumbered.
+  std::vector<size_t> renum(rows_.size(), std::string::npos);
+  std::vector<char> keep(rows_.size(), 0);
+  for (const auto& [k, r] : by_key_)
+    if (r != std::string::npos) keep[r] = 1;
+  for (size_t i = 0; i < rows_.size(); ++i) keep[i] |= rows_[i].always;
+  for (const auto& [si, r] : derived_) keep[r] = 1;
+  std::vector<Row> rows;
+  for (size_t i = 0; i < rows_.size(); ++i)
+    if (keep[i]) {
+      renum[i] = rows.size();
+      rows.push_back(std::move(rows_[i]));
+    }
+  rows_ = std::move(rows);
+  for (auto& [k, r] : by_key_)
+    if (r != std::string::npos) r = renum[r];
+  for (auto& [si, r] : derived_) r = renum[r];
+  for (auto& list : by_metric_) {
+    std::vector<size_t> kept;
+    for (size_t r : list)
+      if (renum[r] != std::string::npos) kept.push_back(renum[r]);
+    list = std::move(kept);
+  }
+  for (auto it = by_labels_.begin(); it != by_labels_.end();) {
+    if (renum[it->second] == std::string::npos) {
+      it = by_labels_.erase(it);
+    } else {
+      it->second = renum[it->second];
+      ++it;
+    }
+  }
+  // Label values of rows gone free their place under label_limit.
+  for (auto& [ml, values] : seen_) {
+    std::set<std::string> still;
+    for (size_t r : by_metric_[ml.first])
+      if (ml.second < rows_[r].values.size() && values.count(rows_[r].values[ml.second]))
+        still.insert(rows_[r].values[ml.second]);
+    values = std::move(still);
+  }
+  folded_.clear();  // which values fed `other` is not kept per key; the counter stays
+  for (int m = 0; m < 3; ++m) {
+    last_keys_[m].clear();
+    last_rows_[m].clear();
+  }
 }
 
 reader::Snapshot Collector::gather() const {
@@ -174,10 +237,15 @@ reader::Snapshot Collector::gather() const {
     ++scrape_errors_;
     spdlog::error("scrape: {}", ok.error().message);
   }
-  last_keys_[0].resize(std::min(last_keys_[0].size(), snap.counters.size()));
-  last_rows_[0].resize(last_keys_[0].size());
-  last_keys_[1].resize(std::min(last_keys_[1].size(), snap.gauges.size()));
-  last_rows_[1].resize(last_keys_[1].size());
+  if (expiry_ && expiry_->generation() != expiry_generation_) {
+    expiry_generation_ = expiry_->generation();
+    if (ok) forget_expired(snap);
+  }
+  const size_t sizes[3] = {snap.counters.size(), snap.histograms.size(), snap.gauges.size()};
+  for (int m = 0; m < 3; ++m) {
+    last_keys_[m].resize(std::min(last_keys_[m].size(), sizes[m]));
+    last_rows_[m].resize(last_keys_[m].size());
+  }
   for (auto& r : rows_) {
     r.touched = false;
     r.count = 0;
@@ -185,7 +253,7 @@ reader::Snapshot Collector::gather() const {
     r.gauge = 0;
     std::fill(r.buckets.begin(), r.buckets.end(), 0);
   }
-  // Row of the i-th key of map `m` (0 counters, 1 gauges), via last scrape's order.
+  // Row of the i-th key of map `m` (0 counters, 1 histograms, 2 gauges), via last scrape's order.
   auto row_at = [&](int m, size_t i, const insa_key& key) {
     auto& keys = last_keys_[m];
     auto& rows = last_rows_[m];
@@ -200,10 +268,20 @@ reader::Snapshot Collector::gather() const {
     return idx;
   };
   for (size_t i = 0; i < snap.counters.size(); ++i) {
-    const auto& [key, h] = snap.counters[i];
+    const auto& [key, c] = snap.counters[i];
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
     size_t idx = row_at(0, i, key);
+    if (idx == std::string::npos) continue;
+    auto& r = rows_[idx];
+    r.touched = true;
+    r.sum += static_cast<double>(c.sum) * s.scale;
+  }
+  for (size_t i = 0; i < snap.histograms.size(); ++i) {
+    const auto& [key, h] = snap.histograms[i];
+    if (key.series >= plan_.series.size()) continue;
+    const auto& s = plan_.series[key.series];
+    size_t idx = row_at(1, i, key);
     if (idx == std::string::npos) continue;
     auto& r = rows_[idx];
     r.touched = true;
@@ -212,13 +290,13 @@ reader::Snapshot Collector::gather() const {
     for (size_t b = 0; b < r.buckets.size() && b <= INSA_MAX_BUCKETS; ++b) r.buckets[b] += h.buckets[b];
   }
   for (size_t i = 0; i < snap.gauges.size(); ++i) {
-    const auto& [key, v] = snap.gauges[i];
+    const auto& [key, g] = snap.gauges[i];
     if (key.series >= plan_.series.size()) continue;
     const auto& s = plan_.series[key.series];
-    size_t idx = row_at(1, i, key);
+    size_t idx = row_at(2, i, key);
     if (idx == std::string::npos) continue;
     rows_[idx].touched = true;
-    rows_[idx].gauge += static_cast<double>(v) * s.scale;
+    rows_[idx].gauge += static_cast<double>(g.value) * s.scale;
   }
   // In-flight gauges with static labels: calls entered and not yet ended, from the probe's
   // statistics (a call ends by return, exception or reclaim; untracked entries never began).
@@ -366,9 +444,10 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto exceptions = family("insa_exporter_exception_exits_total", "Probed calls left by a C++ exception.", pm::MetricType::Counter);
   auto unmatched = family("insa_exporter_unmatched_exits_total", "Return sites reached with no open call (attached mid-call).", pm::MetricType::Counter);
   auto overflow = family("insa_exporter_untracked_calls_total", "Calls not tracked because the per-thread frame stack was full.", pm::MetricType::Counter);
-  auto dropped = family("insa_exporter_dropped_updates_total",
-                        "Metric updates lost because their kernel map was full (raise exporter.max_series).",
-                        pm::MetricType::Counter);
+  auto dropped = family(
+      "insa_exporter_dropped_updates_total",
+      "Metric updates lost because the kernel could not allocate their series, not even the metric's other series.",
+      pm::MetricType::Counter);
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
     attached.metric.push_back(gauge_sample(l, i < st.size() && st[i].attached ? 1 : 0));
@@ -385,15 +464,73 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   auto folded = family("insa_exporter_label_overflow_total",
                        "Distinct label values folded into 'other' because a metric reached label_limit.", pm::MetricType::Counter);
   for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
-    auto it = folded_.find(mi);
+    auto it = folded_count_.find(mi);
     folded.metric.push_back(counter_sample({{"metric", cfg_.metrics[mi].name}},
-                                           it == folded_.end() ? 0 : static_cast<double>(it->second.size())));
+                                           it == folded_count_.end() ? 0 : static_cast<double>(it->second)));
   }
   out.push_back(std::move(folded));
   auto series = family("insa_exporter_map_entries", "Entries in the kernel aggregation maps.", pm::MetricType::Gauge);
   series.metric.push_back(gauge_sample({{"map", "counters"}}, static_cast<double>(snap.counters.size())));
+  series.metric.push_back(gauge_sample({{"map", "histograms"}}, static_cast<double>(snap.histograms.size())));
   series.metric.push_back(gauge_sample({{"map", "gauges"}}, static_cast<double>(snap.gauges.size())));
   out.push_back(std::move(series));
+  // Kernel memory: what each map is charged now (the kernel's figure), and the most the
+  // aggregation maps can reach under the budget (the estimate `check` prints).
+  auto bytes =
+      family("insa_exporter_kernel_map_bytes",
+             "Kernel memory charged for each BPF map now (memlock in /proc/self/fdinfo).", pm::MetricType::Gauge);
+  for (const auto& [name, b] : snap.map_bytes)
+    bytes.metric.push_back(gauge_sample({{"map", name}}, static_cast<double>(b)));
+  out.push_back(std::move(bytes));
+  auto limit =
+      family("insa_exporter_kernel_map_limit_bytes",
+             "Most kernel memory an aggregation map can take: every metric at its series quota, at this CPU count.",
+             pm::MetricType::Gauge);
+  for (size_t k = 0; k < plan::kMapKinds; ++k) {
+    const auto kind = static_cast<plan::MapKind>(k);
+    const auto shape = plan::map_shape(kind, plan_.budget);
+    limit.metric.push_back(gauge_sample({{"map", plan::map_name(kind)}},
+                                        static_cast<double>(plan::hash_map_bytes(shape, shape.max_entries, ncpus_))));
+  }
+  out.push_back(std::move(limit));
+  auto quota = family("insa_exporter_series_quota",
+                      "Kernel series a metric may hold; new label values beyond it are counted in its 'other' series.",
+                      pm::MetricType::Gauge);
+  auto other = family("insa_exporter_series_folded_total",
+                      "Updates counted in a metric's 'other' series because its series quota was full.",
+                      pm::MetricType::Counter);
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
+    std::vector<pm::ClientMetric::Label> l{{"metric", cfg_.metrics[mi].name}};
+    quota.metric.push_back(
+        gauge_sample(l, mi < plan_.budget.metrics.size() ? static_cast<double>(plan_.budget.metrics[mi].quota) : 0.0));
+    other.metric.push_back(counter_sample(l, mi < snap.folded.size() ? static_cast<double>(snap.folded[mi]) : 0.0));
+  }
+  out.push_back(std::move(quota));
+  out.push_back(std::move(other));
+  auto lost = family("insa_exporter_lost_events_total",
+                     "Events lost or degraded, by reason: string_read (a label's string could not be read, the label "
+                     "is empty), ringbuf_full (a process exec/exit event), span_map_full (a span begin), span_expired "
+                     "(a span whose end never came), expiry_race (updates of a series expired as they arrived).",
+                     pm::MetricType::Counter);
+  static const char* reasons[INSA_LOST_MAX] = {"string_read", "ringbuf_full", "span_map_full"};
+  for (int r = 0; r < INSA_LOST_MAX; ++r)
+    lost.metric.push_back(counter_sample({{"reason", reasons[r]}}, static_cast<double>(snap.lost[r])));
+  // Userspace's share: spans whose end never came within the expiry, and idle series
+  // deleted just as an update arrived.
+  lost.metric.push_back(
+      counter_sample({{"reason", "span_expired"}}, expiry_ ? static_cast<double>(expiry_->spans_expired()) : 0.0));
+  lost.metric.push_back(
+      counter_sample({{"reason", "expiry_race"}}, expiry_ ? static_cast<double>(expiry_->raced()) : 0.0));
+  out.push_back(std::move(lost));
+  auto expired = family("insa_exporter_series_expired_total",
+                        "Kernel series removed because they did not change for exporter.series_expiry, or their $pid "
+                        "process ended.",
+                        pm::MetricType::Counter);
+  const auto exp = expiry_ ? expiry_->expired() : std::vector<uint64_t>{};
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi)
+    expired.metric.push_back(
+        counter_sample({{"metric", cfg_.metrics[mi].name}}, mi < exp.size() ? static_cast<double>(exp[mi]) : 0.0));
+  out.push_back(std::move(expired));
   auto errs = family("insa_exporter_scrape_errors_total", "Scrapes that failed to read the kernel maps.", pm::MetricType::Counter);
   errs.metric.push_back(counter_sample({}, static_cast<double>(scrape_errors_)));
   out.push_back(std::move(errs));

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "attach/plan.h"
+#include "collector/expiry.h"
 #include "config/config.h"
 #include "reader/map_reader.h"
 
@@ -37,6 +38,9 @@ class Collector : public prometheus::Collectable {
 
   /// Adds a source of families appended at every scrape.
   void add_source(FamilySource src) { sources_.push_back(std::move(src)); }
+  /// The expiry sweep of the same maps: its counts are exported, and the keys it
+  /// removed are forgotten here (with the rows only they fed).
+  void set_expiry(const Expiry* e) { expiry_ = e; }
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
@@ -70,6 +74,9 @@ class Collector : public prometheus::Collectable {
   reader::Snapshot gather() const;
   size_t row_for(const plan::Series& s, uint32_t series, const insa_key& key) const;
   size_t add_row(size_t metric, std::vector<std::string> values, bool always) const;
+  /// Drops cached keys that are no longer in the kernel and the rows no key feeds,
+  /// so memory follows the live series. Called with mu_ held, before accumulating.
+  void forget_expired(const reader::Snapshot& snap) const;
   std::vector<prometheus::MetricFamily> self_families(const reader::Snapshot& snap) const;
 
   const config::Config& cfg_;
@@ -78,10 +85,12 @@ class Collector : public prometheus::Collectable {
   std::function<std::vector<ProbeStatus>()> probe_status_;
   std::vector<FamilySource> sources_;
   std::string platform_;
+  int ncpus_ = 1;  ///< possible CPUs: per-CPU map values are allocated for each
 
   mutable std::mutex mu_;
   mutable std::map<std::pair<size_t, size_t>, std::set<std::string>> seen_;  ///< (metric,label) → values
-  mutable std::map<size_t, std::set<std::string>> folded_;  ///< metric → values folded into `other`
+  mutable std::map<size_t, std::set<std::string>> folded_;  ///< metric → values folded into `other` (live keys)
+  mutable std::map<size_t, uint64_t> folded_count_;         ///< metric → distinct values folded, ever
   mutable std::vector<Row> rows_;
   mutable std::vector<std::pair<size_t, size_t>> derived_;  ///< (series, row) of derived in-flight gauges
   mutable std::vector<std::vector<size_t>> by_metric_;       ///< row indices, sorted by label values
@@ -89,12 +98,14 @@ class Collector : public prometheus::Collectable {
   /// The previous scrape's keys in map order and their rows: a kernel hash map is read in
   /// bucket order, which stays the same while no series is added, so most keys are matched
   /// by one sequential compare instead of a hash lookup.
-  mutable std::vector<insa_key> last_keys_[2];
-  mutable std::vector<size_t> last_rows_[2];
+  mutable std::vector<insa_key> last_keys_[3];
+  mutable std::vector<size_t> last_rows_[3];
   mutable std::unordered_map<std::string, size_t> by_labels_;
   mutable double last_scrape_seconds_ = 0;
   mutable std::set<std::string> warned_;  ///< metric names already logged as colliding
   mutable uint64_t scrape_errors_ = 0;
+  const Expiry* expiry_ = nullptr;
+  mutable uint64_t expiry_generation_ = 0;
 };
 
 }  // namespace insa::collector

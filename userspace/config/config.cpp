@@ -297,11 +297,21 @@ class Parser {
 
  private:
   void parse_exporter(const YAML::Node& n, Config& c) {
-    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "system_info"});
+    keys(n, "'exporter'", {"listen_address", "label_limit", "max_series", "series_expiry", "system_info"});
     if (n["max_series"]) {
       auto v = integer(n["max_series"], "'max_series'");
       if (v < 16 || v > (1 << 22)) fail(n["max_series"], "'max_series' must be between 16 and 4194304");
       c.max_series = static_cast<uint32_t>(v);
+      c.max_series_mark = mark(n["max_series"]);
+    }
+    if (auto e = n["series_expiry"]) {
+      auto text = str(e, "'series_expiry'");
+      auto ns = text == "0" ? std::optional<int64_t>(0) : parse_duration_ns(text);
+      if (!ns || (*ns != 0 && *ns < 1000000000LL))
+        fail(e,
+             "'series_expiry' must be a duration of at least 1s (e.g. 10m, 90s), or 0 to keep series forever, got '" +
+                 text + "'");
+      c.series_expiry_ns = *ns;
     }
     if (n["listen_address"]) {
       c.listen_address = str(n["listen_address"], "'listen_address'");
@@ -321,7 +331,7 @@ class Parser {
   }
 
   MetricDef parse_metric(const YAML::Node& n, const Config& c) {
-    keys(n, "a metric", {"name", "type", "help", "labels", "buckets"});
+    keys(n, "a metric", {"name", "type", "help", "labels", "buckets", "max_series"});
     MetricDef m;
     m.mark = mark(n);
     m.name = req_str(n, "name", "a metric");
@@ -361,6 +371,12 @@ class Parser {
       if (m.buckets.size() > 16) fail(b, "at most 16 bucket bounds (+Inf is implied)");
     } else if (m.type == MetricType::Histogram) {
       fail(n, "histogram '" + m.name + "' needs 'buckets'");
+    }
+    if (auto q = n["max_series"]) {
+      auto v = integer(q, "'max_series'");
+      if (v < 1 || v > (1 << 22)) fail(q, "'max_series' must be between 1 and 4194304");
+      m.max_series = static_cast<uint32_t>(v);
+      m.max_series_mark = mark(q);
     }
     return m;
   }

@@ -32,6 +32,10 @@ struct MetricDef {
   MetricType type = MetricType::Counter;
   std::vector<std::string> labels;
   std::vector<double> buckets;  ///< histogram `le` bounds, ascending
+  /// This metric's kernel series quota, taken out of exporter.max_series first (0: an
+  /// even share of what is left).
+  uint32_t max_series = 0;
+  Mark max_series_mark;
   /// Bucket unit: durations are observed in ns by the kernel, so bounds in seconds
   /// are scaled when a probe observes $duration. Plain values are observed as is.
   Mark mark;
@@ -166,7 +170,11 @@ struct Config {
   std::string file;
   std::string listen_address = ":9091";
   size_t label_limit = 100;  ///< distinct values per metric before `other`
-  uint32_t max_series = 16384;  ///< kernel map entries for counters/histograms and for gauges
+  /// Kernel series budget: split into one quota per metric (attach/map_budget.h).
+  uint32_t max_series = 16384;
+  Mark max_series_mark;  ///< where `max_series` was written (line 0: default)
+  /// Series unchanged this long are removed from the kernel maps and /metrics (0: never).
+  int64_t series_expiry_ns = 600'000'000'000;
   std::map<std::string, std::string> system_info;  ///< version, environment
   std::vector<MetricDef> metrics;
   std::vector<WorkerDef> workers;

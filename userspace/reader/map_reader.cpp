@@ -4,7 +4,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace insa::reader {
 
@@ -17,8 +20,29 @@ insa_hist sum_hist(std::span<const uint8_t> bytes, int ncpus) {
     total.count += h.count;
     total.sum += h.sum;
     for (int b = 0; b <= INSA_MAX_BUCKETS; ++b) total.buckets[b] += h.buckets[b];
+    total.last = std::max(total.last, h.last);
   }
   return total;
+}
+
+insa_count sum_count(std::span<const uint8_t> bytes, int ncpus) {
+  insa_count total{};
+  const size_t stride = percpu_stride(sizeof(insa_count));
+  for (int c = 0; c < ncpus && (c + 1) * stride <= bytes.size(); ++c) {
+    insa_count v;
+    std::memcpy(&v, bytes.data() + c * stride, sizeof v);
+    total.sum += v.sum;
+    total.last = std::max(total.last, v.last);
+  }
+  return total;
+}
+
+uint64_t fdinfo_memlock(const std::string& fdinfo) {
+  std::istringstream in(fdinfo);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("memlock:", 0) == 0) return std::stoull(line.substr(8));
+  return 0;
 }
 
 insa_probe_stats sum_stats(std::span<const uint8_t> bytes, int ncpus) {
@@ -38,15 +62,8 @@ insa_probe_stats sum_stats(std::span<const uint8_t> bytes, int ncpus) {
   return total;
 }
 
-BpfMapReader::BpfMapReader(int counters_fd, int gauges_fd, int stats_fd, uint32_t nprobes)
-    : counters_fd_(counters_fd), gauges_fd_(gauges_fd), stats_fd_(stats_fd), nprobes_(nprobes),
-      ncpus_(libbpf_num_possible_cpus()) {}
+BpfMapReader::BpfMapReader(MapFds fds) : fds_(std::move(fds)), ncpus_(libbpf_num_possible_cpus()) {}
 
-namespace {
-
-/// Batch-reads a whole hash map. `value_bytes` is the size of one key's value
-/// (all CPUs for per-CPU maps). Falls back to key-by-key iteration when the
-/// kernel has no batch ops for the map.
 Result<size_t> read_hash(int fd, size_t value_bytes, std::vector<insa_key>& keys, std::vector<uint8_t>& values) {
   size_t total = 0;
   uint32_t chunk = 4096;
@@ -75,33 +92,61 @@ Result<size_t> read_hash(int fd, size_t value_bytes, std::vector<insa_key>& keys
   return total;
 }
 
-}  // namespace
-
 Result<void> BpfMapReader::read(Snapshot& out) {
-  const size_t hist_bytes = percpu_stride(sizeof(insa_hist)) * ncpus_;
-  auto n = read_hash(counters_fd_, hist_bytes, keys_, values_);
+  const size_t count_bytes = percpu_stride(sizeof(insa_count)) * ncpus_;
+  auto n = read_hash(fds_.counters, count_bytes, keys_, values_);
   if (!n) return n.error();
   out.counters.clear();
   out.counters.reserve(*n);
   for (size_t i = 0; i < *n; ++i)
-    out.counters.emplace_back(keys_[i], sum_hist({values_.data() + i * hist_bytes, hist_bytes}, ncpus_));
+    out.counters.emplace_back(keys_[i], sum_count({values_.data() + i * count_bytes, count_bytes}, ncpus_));
 
-  auto g = read_hash(gauges_fd_, sizeof(int64_t), keys_, values_);
+  const size_t hist_bytes = percpu_stride(sizeof(insa_hist)) * ncpus_;
+  auto h = read_hash(fds_.histograms, hist_bytes, keys_, values_);
+  if (!h) return h.error();
+  out.histograms.clear();
+  out.histograms.reserve(*h);
+  for (size_t i = 0; i < *h; ++i)
+    out.histograms.emplace_back(keys_[i], sum_hist({values_.data() + i * hist_bytes, hist_bytes}, ncpus_));
+
+  auto g = read_hash(fds_.gauges, sizeof(insa_gauge), keys_, values_);
   if (!g) return g.error();
   out.gauges.clear();
   out.gauges.reserve(*g);
   for (size_t i = 0; i < *g; ++i) {
-    int64_t v;
+    insa_gauge v;
     std::memcpy(&v, values_.data() + i * sizeof v, sizeof v);
     out.gauges.emplace_back(keys_[i], v);
   }
 
   const size_t stat_bytes = percpu_stride(sizeof(insa_probe_stats)) * ncpus_;
   std::vector<uint8_t> buf(stat_bytes);
-  out.stats.assign(nprobes_, insa_probe_stats{});
-  for (uint32_t i = 0; i < nprobes_; ++i) {
-    if (bpf_map_lookup_elem(stats_fd_, &i, buf.data())) return Error::from_errno("reading probe stats");
+  out.stats.assign(fds_.nprobes, insa_probe_stats{});
+  for (uint32_t i = 0; i < fds_.nprobes; ++i) {
+    if (bpf_map_lookup_elem(fds_.stats, &i, buf.data())) return Error::from_errno("reading probe stats");
     out.stats[i] = sum_stats(buf, ncpus_);
+  }
+
+  // Per-CPU u64 counters: one 8-byte slot per CPU.
+  std::vector<uint64_t> slots(static_cast<size_t>(ncpus_));
+  auto sum_u64 = [&](int fd, uint32_t i, uint64_t& total) -> Result<void> {
+    if (bpf_map_lookup_elem(fd, &i, slots.data())) return Error::from_errno("reading a per-CPU counter map");
+    total = 0;
+    for (uint64_t v : slots) total += v;
+    return {};
+  };
+  out.folded.assign(fds_.nmetrics, 0);
+  for (uint32_t i = 0; i < fds_.nmetrics; ++i)
+    if (auto r = sum_u64(fds_.metric_stats, i, out.folded[i]); !r) return r;
+  for (uint32_t i = 0; i < INSA_LOST_MAX; ++i)
+    if (auto r = sum_u64(fds_.lost, i, out.lost[i]); !r) return r;
+
+  out.map_bytes.clear();
+  for (const auto& [name, fd] : fds_.all) {
+    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+    std::stringstream text;
+    text << in.rdbuf();
+    out.map_bytes.emplace_back(name, fdinfo_memlock(text.str()));
   }
   return {};
 }
