@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <chrono>
 #include <charconv>
 #include <cmath>
@@ -159,6 +160,7 @@ reader::Snapshot Collector::gather() const {
     // Series whose labels are all static exist from the start, at zero.
     for (size_t si = 0; si < plan_.series.size(); ++si) {
       const auto& s = plan_.series[si];
+      if (s.unused) continue;
       bool all_static = std::all_of(s.labels.begin(), s.labels.end(),
                                     [](const LabelDecoder& d) { return d.kind == LabelDecoder::Kind::Static; });
       if (!all_static) continue;
@@ -201,7 +203,7 @@ reader::Snapshot Collector::gather() const {
   };
   for (size_t i = 0; i < snap.counters.size(); ++i) {
     const auto& [key, h] = snap.counters[i];
-    if (key.series >= plan_.series.size()) continue;
+    if (key.series >= plan_.series.size() || plan_.series[key.series].unused) continue;
     const auto& s = plan_.series[key.series];
     size_t idx = row_at(0, i, key);
     if (idx == std::string::npos) continue;
@@ -213,7 +215,7 @@ reader::Snapshot Collector::gather() const {
   }
   for (size_t i = 0; i < snap.gauges.size(); ++i) {
     const auto& [key, v] = snap.gauges[i];
-    if (key.series >= plan_.series.size()) continue;
+    if (key.series >= plan_.series.size() || plan_.series[key.series].unused) continue;
     const auto& s = plan_.series[key.series];
     size_t idx = row_at(1, i, key);
     if (idx == std::string::npos) continue;
@@ -235,6 +237,28 @@ reader::Snapshot Collector::gather() const {
     rows_[row].touched = true;
   }
   return snap;
+}
+
+void Collector::adopt(const Collector& old) {
+  std::scoped_lock lock(mu_, old.mu_);
+  // Label values already seen keep their own series, and values folded into `other` stay
+  // folded, for every metric defined as before: a reload never re-decides which values
+  // `other` holds.
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
+    const auto& m = cfg_.metrics[mi];
+    auto it = std::find_if(old.cfg_.metrics.begin(), old.cfg_.metrics.end(), [&](const config::MetricDef& o) {
+      return o.name == m.name && o.type == m.type && o.labels == m.labels;
+    });
+    if (it == old.cfg_.metrics.end()) continue;
+    const size_t oi = static_cast<size_t>(it - old.cfg_.metrics.begin());
+    for (size_t li = 0; li < m.labels.size(); ++li) {
+      auto s = old.seen_.find({oi, li});
+      if (s != old.seen_.end()) seen_[{mi, li}] = s->second;
+    }
+    if (auto f = old.folded_.find(oi); f != old.folded_.end()) folded_[mi] = f->second;
+  }
+  scrape_errors_ = old.scrape_errors_;
+  warned_ = old.warned_;
 }
 
 std::vector<pm::MetricFamily> Collector::Collect() const {
@@ -372,7 +396,8 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
     attached.metric.push_back(gauge_sample(l, i < st.size() && st[i].attached ? 1 : 0));
-    insa_probe_stats s = i < snap.stats.size() ? snap.stats[i] : insa_probe_stats{};
+    const uint32_t c = plan_.probes[i].cookie;  // spec index: kept across reloads, not the probe's position
+    insa_probe_stats s = c < snap.stats.size() ? snap.stats[c] : insa_probe_stats{};
     events.metric.push_back(counter_sample(l, static_cast<double>(s.hits)));
     abandoned.metric.push_back(counter_sample(l, static_cast<double>(s.abandoned)));
     exceptions.metric.push_back(counter_sample(l, static_cast<double>(s.exceptions)));

@@ -35,6 +35,12 @@ class Collector : public prometheus::Collectable {
   Collector(const config::Config& cfg, const plan::Plan& plan, reader::MapReader& reader,
             std::function<std::vector<ProbeStatus>()> probe_status);
 
+  /// Takes over what a reload must not reset from the collector of the previous config:
+  /// the label values seen and folded into `other` of every metric still defined with
+  /// the same name, type and labels, and the scrape error count. Values themselves come
+  /// from the kernel maps, which keep the series of unchanged probes.
+  void adopt(const Collector& old);
+
   /// Adds a source of families appended at every scrape.
   void add_source(FamilySource src) { sources_.push_back(std::move(src)); }
 
