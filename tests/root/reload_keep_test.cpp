@@ -229,7 +229,13 @@ TEST(ReloadKeep, UnchangedCounterExactAcrossFiftyReloads) {
       }
       const Samples s = parse_exposition(body);
       const double calls = sum_of(with_prefix(s, kCalls)), events = s.at(kEvents);
-      if (calls < last_calls || events < last_events) ++went_down;
+      if (calls < last_calls || events < last_events) {
+        if (went_down == 0)
+          ADD_FAILURE() << "went down: calls " << last_calls << " -> " << calls << ", events " << last_events << " -> "
+                        << events << "\n"
+                        << body;
+        ++went_down;
+      }
       last_calls = calls;
       last_events = events;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -265,7 +271,8 @@ TEST(ReloadKeep, UnchangedCounterExactAcrossFiftyReloads) {
     if (i % 5 == 3) {
       // The changed metric starts from zero, its previous series gone; then counts exactly.
       const std::string key = gen_prefix + "generation=\"g" + std::to_string(generation) + "\"}";
-      EXPECT_EQ(with_prefix(s, gen_prefix), (Samples{{key, 0}})) << "reload " << i;
+      EXPECT_EQ(with_prefix(s, gen_prefix), (Samples{{key, 0}})) << "reload " << i << "\n"
+                                                                 << http_get(kPort, "/metrics").second;
       auto [st, out] = run_capture(
           {binary_dir() + "/tests/workers/request_worker_nopie", "--requests", "2", "--seed", "3"});
       ASSERT_EQ(st, 0) << out;

@@ -327,3 +327,65 @@ TEST(ReloadDiff, TooManySpecIndicesNeedsAWholeReload) {
 
 }  // namespace
 }  // namespace insa::plan
+
+namespace insa::plan {
+namespace {
+
+// Many reloads in a row (the root test's sequence: same, add, remove, change): after
+// each, every spec names series of its own probe, kept probes never move, and the
+// renumbered plan describes the same series as a fresh build of the same config.
+TEST(ReloadDiff, SequenceKeepsEverySpecPointingAtItsOwnSeries) {
+  REQUIRE_BINARIES();
+  auto gen = [](int g) {
+    std::string p = with_status(kExtra, "error");
+    p.replace(p.find("name: extra"), 11, "name: gen");
+    p.replace(p.find("labels: {kind: $status}"), 23, "labels: {kind: g" + std::to_string(g) + "}");
+    return p;
+  };
+  int g = 0;
+  bool extra = false;
+  auto text = [&] { return config(kCalls + gen(g) + (extra ? kSizes : "")); };
+  auto run = build(text());
+  const uint32_t calls_cookie = run.plan.probes[0].cookie;
+  const auto calls_ids = ids_of(run.plan, "calls");
+  for (int i = 0; i < 25; ++i) {
+    switch (i % 5) {
+      case 1: extra = true; break;
+      case 2: extra = false; break;
+      case 3: ++g; break;
+      default: break;
+    }
+    auto next = build(text());
+    const Plan reference = next.plan;  // as built, before renumbering
+    auto d = rebase_plan(run.plan, run.cfg, next.plan, next.cfg);
+    ASSERT_TRUE(d.incremental) << d.why;
+    EXPECT_EQ(d.kept[0], 0) << "reload " << i;
+    EXPECT_EQ(next.plan.probes[0].cookie, calls_cookie) << "reload " << i;
+    EXPECT_EQ(ids_of(next.plan, "calls"), calls_ids) << "reload " << i;
+    std::set<uint32_t> cookies;
+    for (size_t j = 0; j < next.plan.probes.size(); ++j) {
+      const auto& pp = next.plan.probes[j];
+      EXPECT_TRUE(cookies.insert(pp.cookie).second) << "reload " << i << ": cookie " << pp.cookie << " twice";
+      const auto& spec = next.plan.specs[pp.cookie];
+      const auto& ref = reference.specs[reference.probes[j].cookie];
+      ASSERT_EQ(spec.nactions, ref.nactions);
+      for (unsigned k = 0; k < spec.nactions; ++k) {
+        const uint32_t id = spec.actions[k].series;
+        ASSERT_LT(id, next.plan.series.size()) << "reload " << i;
+        const auto& s = next.plan.series[id];
+        EXPECT_FALSE(s.unused) << "reload " << i << " probe " << pp.name;
+        EXPECT_EQ(s.probe, static_cast<int>(j)) << "reload " << i << " probe " << pp.name << " series " << id;
+        const auto& rs = reference.series[ref.actions[k].series];
+        EXPECT_EQ(next.cfg.metrics[s.metric].name, next.cfg.metrics[rs.metric].name) << "reload " << i;
+        ASSERT_EQ(s.labels.size(), rs.labels.size());
+        for (size_t l = 0; l < s.labels.size(); ++l) EXPECT_EQ(s.labels[l].static_value, rs.labels[l].static_value);
+      }
+      for (const auto& pt : pp.points)
+        EXPECT_EQ(pt.cookie & ~(INSA_COOKIE_URET | INSA_COOKIE_TAIL), pp.cookie) << "reload " << i;
+    }
+    run = std::move(next);
+  }
+}
+
+}  // namespace
+}  // namespace insa::plan

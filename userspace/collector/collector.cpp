@@ -194,8 +194,13 @@ reader::Snapshot Collector::gather() const {
     if (i < keys.size() && std::memcmp(&keys[i], &key, sizeof key) == 0) return rows[i];
     const size_t idx = row_for(plan_.series[key.series], key.series, key);
     if (i >= keys.size()) {
-      keys.resize(i + 1);
-      rows.resize(i + 1);
+      // Keys skipped above (a series this plan does not know: a probe being added or
+      // removed by a reload) leave gaps; a gap must never match a real key (a zeroed
+      // key is series 0 with all-zero labels).
+      insa_key gap{};
+      gap.series = UINT32_MAX;
+      keys.resize(i + 1, gap);
+      rows.resize(i + 1, std::string::npos);
     }
     keys[i] = key;
     rows[i] = idx;
