@@ -385,6 +385,78 @@ TEST(ReloadKeep, MetricAddedReloadsWholeFromZeroAndSaysWhy) {
   EXPECT_EQ(s.at("insa_whole_added_total"), 2);
 }
 
+// A probe removed by an incremental reload: its kernel keys are deleted and each gives
+// its metric's quota slot back (new label values then get series of their own, not
+// `other`), without counting as expired; the series expiry follows the reloaded config.
+TEST(ReloadKeep, RemovedProbeGivesItsQuotaBackAndExpiryFollows) {
+  require_root();
+  constexpr int port = 19904;
+  TempDir dir;
+  const std::string fixture = binary_dir() + "/tests/fixtures/fixture_labels";
+  auto text = [&](bool second, const std::string& expiry) {
+    std::string t = "exporter:\n  series_expiry: " + expiry + R"(
+metrics:
+  - name: fx_reload_names_total
+    type: counter
+    labels: [name]
+    max_series: 8
+probes:
+)";
+    for (const char* p : {"first", "second"}) {
+      if (std::string(p) == "second" && !second) continue;
+      t += std::string("  - name: ") + p + "\n    binary: " + fixture + R"(
+    function: fx_label
+    metrics:
+      - metric: fx_reload_names_total
+        labels: {name: $arg1:str16}
+)";
+    }
+    return t;
+  };
+  auto run = [&](const std::string& n, const std::string& first) {
+    auto [st, out] = run_capture({fixture, "distinct", n, first});
+    ASSERT_EQ(st, 0) << out;
+  };
+  const std::string cfg = dir.path() + "/probes.yaml";
+  std::ofstream(cfg) << text(true, "0");
+  Exporter exp(cfg, port, {"--web.enable-lifecycle"});
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  // 4 names, each counted by both probes: 8 kernel keys, the quota is full.
+  run("4", "0");
+  Samples s = exp.scrape();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(s.at("fx_reload_names_total{name=\"name-" + std::to_string(i) + "\"}"), 2);
+  EXPECT_EQ(s.count("fx_reload_names_total{name=\"other\"}"), 0u);
+
+  std::ofstream(cfg) << text(false, "2s");
+  ASSERT_EQ(post_reload(port).substr(0, 17), "HTTP/1.1 200 OK\r\n");
+  EXPECT_EQ(exp.log().find("every probe starts again from zero"), std::string::npos) << exp.log();
+  s = exp.scrape();
+  // The second probe's keys are gone: each name shows the first probe's count.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(s.at("fx_reload_names_total{name=\"name-" + std::to_string(i) + "\"}"), 1);
+  EXPECT_EQ(s.at("insa_exporter_map_entries{map=\"counters\"}"), 4);
+  EXPECT_EQ(s.at("insa_exporter_series_expired_total{metric=\"fx_reload_names_total\"}"), 0);
+  // Their 4 quota slots are free again: 4 new names get series of their own.
+  run("4", "100");
+  s = exp.scrape();
+  for (int i = 100; i < 104; ++i)
+    EXPECT_EQ(s.at("fx_reload_names_total{name=\"name-" + std::to_string(i) + "\"}"), 1) << i;
+  EXPECT_EQ(s.count("fx_reload_names_total{name=\"other\"}"), 0u);
+  EXPECT_EQ(s.at("insa_exporter_series_folded_total{metric=\"fx_reload_names_total\"}"), 0);
+  // series_expiry 2s, from the reloaded config: the 8 idle series expire and are counted.
+  ASSERT_TRUE(eventually(
+      [&] { return exp.scrape().at("insa_exporter_series_expired_total{metric=\"fx_reload_names_total\"}") >= 8; },
+      15))
+      << exp.log();
+  s = exp.scrape();
+  EXPECT_EQ(s.at("insa_exporter_series_expired_total{metric=\"fx_reload_names_total\"}"), 8);
+  EXPECT_EQ(s.at("insa_exporter_map_entries{map=\"counters\"}"), 0);
+  // The whole quota is free: 8 more names, no `other`.
+  run("8", "200");
+  s = exp.scrape();
+  EXPECT_EQ(s.count("fx_reload_names_total{name=\"other\"}"), 0u);
+  EXPECT_EQ(s.at("fx_reload_names_total{name=\"name-207\"}"), 1);
+}
+
 bool file_exists(const std::string& p) {
   struct stat st {};
   return stat(p.c_str(), &st) == 0;
