@@ -336,7 +336,7 @@ TEST(ReloadKeep, UnchangedCounterExactAcrossFiftyReloads) {
 // again from zero, then counts exactly.
 TEST(ReloadKeep, MetricAddedReloadsWholeFromZeroAndSaysWhy) {
   require_root();
-  constexpr int port = 19903;
+  constexpr int port = 19905;
   TempDir dir;
   const std::string nopie = binary_dir() + "/tests/workers/request_worker_nopie";
   const std::string base = R"(metrics:
@@ -455,6 +455,47 @@ probes:
   s = exp.scrape();
   EXPECT_EQ(s.count("fx_reload_names_total{name=\"other\"}"), 0u);
   EXPECT_EQ(s.at("fx_reload_names_total{name=\"name-207\"}"), 1);
+}
+
+// A change the running BPF object cannot take (exporter.max_series sizes the maps at
+// load) reloads whole, and says so: every probe counts again from zero, while the
+// worker's restart counter still carries over.
+TEST(ReloadKeep, MaxSeriesChangeReloadsWholeAndKeepsWorkerCounters) {
+  require_root();
+  constexpr int port = 19903;
+  TempDir dir;
+  const std::string cfg = dir.path() + "/probes.yaml";
+  const std::string text = config_text(0, false);
+  std::ofstream(cfg) << text;
+  Exporter exp(cfg, port, {"--web.enable-lifecycle"});
+  ASSERT_TRUE(exp.wait_ready()) << exp.log();
+  auto run = [&](int n) {
+    auto [st, out] = run_capture({binary_dir() + "/tests/workers/request_worker", "--requests", std::to_string(n),
+                                  "--seed", "5"});
+    ASSERT_EQ(st, 0) << out;
+  };
+  auto scrape = [&] { return parse_exposition(http_get(port, "/metrics").second); };
+  run(5);
+  run(4);  // a second instance: one restart
+  ASSERT_TRUE(eventually([&] { return sum_of(with_prefix(scrape(), kRestarts)) == 1; }, 10)) << exp.log();
+  EXPECT_EQ(scrape().at(kEvents), 9);
+  std::ofstream(cfg) << "exporter:\n  max_series: 2048\n" << text;
+  const std::string r = post_reload(port);
+  ASSERT_EQ(r.substr(0, 17), "HTTP/1.1 200 OK\r\n") << r;
+  EXPECT_NE(exp.log().find("reload: every probe starts again from zero: the kernel series budget does not hold the "
+                           "new config: exporter.max_series changed"),
+            std::string::npos)
+      << exp.log();
+  Samples s = scrape();
+  EXPECT_EQ(s.at(kEvents), 0);
+  EXPECT_TRUE(with_prefix(s, kCalls).empty());
+  EXPECT_EQ(sum_of(with_prefix(s, kRestarts)), 1);
+  run(3);
+  ASSERT_TRUE(eventually([&] { return sum_of(with_prefix(scrape(), kRestarts)) == 2; }, 10)) << exp.log();
+  s = scrape();
+  EXPECT_EQ(s.at(kEvents), 3);
+  EXPECT_EQ(sum_of(with_prefix(s, kCalls)), 3);
+  EXPECT_EQ(s.at("insa_exporter_config_last_reload_successful"), 1);
 }
 
 bool file_exists(const std::string& p) {

@@ -199,7 +199,13 @@ void reload_incremental(std::unique_ptr<Instance>& inst, std::unique_ptr<Instanc
     old = std::move(inst);
     inst = std::move(fresh);
   }
-  watch_lifecycle(*inst);  // before the old lifecycle goes: exits and execs arrive on this thread
+  // Before the old lifecycle goes (exits and execs arrive on this thread). The new config
+  // is in force now: a failure here is logged, not reported as a failed reload.
+  try {
+    watch_lifecycle(*inst);
+  } catch (const FatalError& e) {
+    spdlog::error("reload: worker lifecycle: {}", e.error.message);
+  }
   old.reset();
   // The removed probes' keys leave the maps (their quota slots given back); the
   // collector forgets them at its next scrape.
@@ -469,7 +475,6 @@ int run_agent(const AgentOptions& opt) {
           if (diff.incremental) {
             reload_incremental(inst, std::move(fresh), std::move(diff), extra, mu);
           } else {
-            spdlog::info("reload: every probe starts again from zero: {}", diff.why);
             auto eng = attach::Engine::load(fresh->plan, {});
             if (!eng) throw FatalError{eng.error()};
             fresh->engine = std::move(*eng);
@@ -482,6 +487,7 @@ int run_agent(const AgentOptions& opt) {
               inst = std::move(fresh);
             }
             old.reset();
+            spdlog::info("reload: every probe starts again from zero: {}", diff.why);
           }
         } catch (const FatalError& e) {
           error = e.error.message;
