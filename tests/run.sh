@@ -33,7 +33,7 @@ step "ThreadSanitizer: unit tests, and the scrape/reload/replace root tests agai
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINSA_SANITIZE=thread >/dev/null
 cmake --build build-tsan -j"$(nproc)" --target insa_unit_tests insa_root_tests insa-exporter
 build-tsan/insa_unit_tests --gtest_brief=1
-build-tsan/insa_root_tests --gtest_brief=1 --gtest_filter='Serving.*:Lifecycle.ReplacedBinary*'
+build-tsan/insa_root_tests --gtest_brief=1 --gtest_filter='Serving.*:ReloadKeep.*:Lifecycle.ReplacedBinary*'
 
 step "deployment checks (promtool, systemd-analyze, k8s schemas, dashboard lint)"
 tests/deploy/check_deploy.sh

@@ -143,8 +143,9 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
   EXPECT_GT(s.at("insa_exporter_config_last_reload_success_timestamp_seconds"), t0);
   EXPECT_EQ(s.at("insa_exporter_probe_attached{probe=\"request\"}"), 1);
   run_worker(3);
-  // The new instance counts from its own start (see README, Reloads).
-  EXPECT_EQ(exp.scrape().at("insa_exporter_probe_events_total{probe=\"request\"}"), 3);
+  // The reloaded config is the one in force: every probe is unchanged and keeps counting
+  // (see README, Reloads).
+  EXPECT_EQ(exp.scrape().at("insa_exporter_probe_events_total{probe=\"request\"}"), 23);
   stop = true;
   scraper.join();
   EXPECT_GT(scrapes.load(), 20);

@@ -366,6 +366,60 @@ TEST(Collector, RegexLabelAndLabelLimit) {
   }
 }
 
+// A key of a series the plan does not know (a probe a reload is adding or removing)
+// leaves a gap in the scrape-to-scrape key order cache: a later key that is all zeros
+// (series 0, empty string, status 0) must not match the gap and land in another row.
+TEST(Collector, SkippedKeyLeavesNoZeroKeyInTheOrderCache) {
+  World w;
+  auto c = w.make();
+  w.reader.snap.counters = {{key(99), counter(1000)}, {key(5), counter(2)}};
+  (void)c.Collect();
+  w.reader.snap.counters = {{key(0), counter(4)}, {key(5), counter(3)}};
+  auto fs = c.Collect();
+  const auto& f = fam(fs, "insa_agent_requests_total");
+  ASSERT_EQ(f.metric.size(), 1u) << text({f});
+  EXPECT_EQ(labels(f.metric[0]), (L{{"agent_type", ""}, {"status", "success"}}));
+  EXPECT_EQ(f.metric[0].counter.value, 4);
+  const auto& g = fam(fs, "insa_worker_active_requests");
+  ASSERT_EQ(g.metric.size(), 1u);
+  EXPECT_EQ(g.metric[0].gauge.value, 0);
+  EXPECT_EQ(fam(fs, "insa_static_total").metric.at(0).counter.value, 3);
+}
+
+// A reload's new collector takes over which label values are shown and which are
+// folded into `other`, and the scrape error count: the same keys give the same series.
+TEST(Collector, AdoptKeepsLabelFoldingAcrossAReload) {
+  World w;
+  w.add_events();
+  w.reader.fail = true;
+  auto old = w.make();
+  (void)old.Collect();  // one failed scrape
+  w.reader.fail = false;
+  (void)old.Collect();  // claude and gpt-4o seen; llama and mistral folded
+  // The new collector sees a new value first: without the old state it would take a slot.
+  auto& cs = w.reader.snap.counters;
+  auto k = key(4);
+  put_str(k, 0, "model=zephyr");
+  cs.insert(cs.begin(), {k, counter(6)});
+  auto fresh = w.make();
+  fresh.adopt(old);
+  auto fs = fresh.Collect();
+  const auto& f = fam(fs, "insa_model_calls_total");
+  ASSERT_EQ(f.metric.size(), 3u) << text({f});
+  EXPECT_EQ(labels(f.metric[0]), (L{{"model", "claude"}}));
+  EXPECT_EQ(labels(f.metric[1]), (L{{"model", "gpt-4o"}}));
+  EXPECT_EQ(labels(f.metric[2]), (L{{"model", "other"}}));
+  EXPECT_EQ(f.metric[2].counter.value, 11);
+  EXPECT_EQ(fam(fs, "insa_exporter_scrape_errors_total").metric.at(0).counter.value, 1);
+  for (const auto& m : fam(fs, "insa_exporter_label_overflow_total").metric)
+    if (m.label.at(0).value == "insa_model_calls_total") EXPECT_EQ(m.counter.value, 3);
+  // Without adopt, the first value met takes a slot.
+  auto plain = w.make();
+  const auto pfs = plain.Collect();
+  const auto& p = fam(pfs, "insa_model_calls_total");
+  EXPECT_EQ(labels(p.metric.at(p.metric.size() - 1)), (L{{"model", "zephyr"}})) << text({p});
+}
+
 TEST(Collector, LabelLimitIsStableAcrossScrapes) {
   World w;
   w.add_events();

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -81,9 +82,9 @@ struct Instance {
 };
 
 /// Everything a config needs before it can serve, done while the previous instance
-/// keeps serving: parse, plan (ELF analysis), BPF load through the verifier, worker
-/// binaries resolved. Nothing is attached. Throws FatalError with one line.
-std::unique_ptr<Instance> prepare_instance(const std::string& file) {
+/// keeps serving: parse, plan (ELF analysis), worker binaries resolved. No BPF yet.
+/// Throws FatalError with one line.
+std::unique_ptr<Instance> prepare_config(const std::string& file) {
   auto inst = std::make_unique<Instance>();
   auto cfg = config::load_config(file);
   if (!cfg) throw FatalError{cfg.error()};
@@ -92,9 +93,6 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   auto p = plan::build_plan(inst->cfg);
   if (!p) throw FatalError{p.error()};
   inst->plan = std::move(*p);
-  auto eng = attach::Engine::load(inst->plan, {&inst->cfg});
-  if (!eng) throw FatalError{eng.error()};
-  inst->engine = std::move(*eng);
   for (const auto& w : inst->cfg.workers) {
     if (w.binary.empty()) {  // a Python worker (script:) on any interpreter
       inst->worker_binaries.emplace_back();
@@ -109,34 +107,42 @@ std::unique_ptr<Instance> prepare_instance(const std::string& file) {
   return inst;
 }
 
-/// Attaches a prepared instance and builds its collector.
-void activate_instance(Instance& in, const std::vector<collector::FamilySource>& extra) {
-  auto* inst = &in;
-  inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
-  auto* lc = inst->lifecycle.get();
-  inst->expiry =
-      std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(), inst->cfg.series_expiry_ns,
-                                               inst->cfg.dead_pid_grace_ns);
-  auto* ex = inst->expiry.get();
-  if (auto r = inst->engine->watch_exits(
+/// prepare_config, then the BPF object loaded through the verifier. Nothing is attached.
+std::unique_ptr<Instance> prepare_instance(const std::string& file) {
+  auto inst = prepare_config(file);
+  auto eng = attach::Engine::load(inst->plan, {&inst->cfg});
+  if (!eng) throw FatalError{eng.error()};
+  inst->engine = std::move(*eng);
+  return inst;
+}
+
+/// Process exits and execs go to the instance's lifecycle and series expiry (again after
+/// a reload).
+void watch_lifecycle(Instance& inst) {
+  auto* lc = inst.lifecycle.get();
+  auto* ex = inst.expiry.get();
+  if (auto r = inst.engine->watch_exits(
           [lc, ex](const attach::ExitEvent& e) {
             lc->exited(e.tgid, e.exit_code);
             ex->note_exit(e.tgid);
           },
-          inst->cfg.workers.empty() ? std::function<void(const attach::ExecEvent&)>()
-                                    : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
+          inst.cfg.workers.empty() ? std::function<void(const attach::ExecEvent&)>()
+                                   : [lc](const attach::ExecEvent& e) { lc->started(e.tgid, e.dev, e.ino); });
       !r)
     throw FatalError{r.error()};
-  lc->scan();
-  size_t ok = inst->engine->attach_all();
-  spdlog::info("{} of {} probes attached", ok, inst->plan.probes.size());
-  // The identity of the file each probe was analysed from: if it was replaced before the
-  // attach (which then refused it), the next scan sees the difference and re-plans.
-  for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(analysed_id(pp));
+}
 
-  inst->reader = std::make_unique<reader::BpfMapReader>(inst->engine->map_fds());
-  auto* engine = inst->engine.get();
-  inst->collector = std::make_unique<collector::Collector>(inst->cfg, inst->engine->plan(), *inst->reader, [engine] {
+/// The reader and collector of an instance whose engine serves its plan (or will, once
+/// a staged reload is committed: the collector reads the engine's plan at scrape time).
+void build_collector(Instance& in, attach::Engine& eng, const std::vector<collector::FamilySource>& extra) {
+  auto* inst = &in;
+  auto* lc = inst->lifecycle.get();
+  auto fds = eng.map_fds();
+  // The spec table of the plan this instance serves (a staged reload may have more).
+  fds.nprobes = static_cast<uint32_t>(inst->plan.specs.size());
+  inst->reader = std::make_unique<reader::BpfMapReader>(std::move(fds));
+  auto* engine = &eng;
+  inst->collector = std::make_unique<collector::Collector>(inst->cfg, eng.plan(), *inst->reader, [engine] {
     std::vector<collector::ProbeStatus> s;
     for (const auto& st : engine->states()) s.push_back({st.attached});
     return s;
@@ -144,6 +150,76 @@ void activate_instance(Instance& in, const std::vector<collector::FamilySource>&
   inst->collector->set_expiry(inst->expiry.get());
   inst->collector->add_source([lc](std::vector<prometheus::MetricFamily>& out) { lc->collect(out); });
   for (const auto& src : extra) inst->collector->add_source(src);
+}
+
+/// Attaches a prepared instance and builds its collector. `prev`: the instance it
+/// replaces (whole reload), whose workers' lifecycle state carries over.
+void activate_instance(Instance& in, const std::vector<collector::FamilySource>& extra, const Instance* prev = nullptr) {
+  auto* inst = &in;
+  inst->lifecycle = std::make_unique<process::Lifecycle>(inst->cfg.workers, inst->worker_binaries);
+  if (prev) inst->lifecycle->adopt(*prev->lifecycle);
+  inst->expiry =
+      std::make_unique<collector::Expiry>(inst->engine->plan(), inst->engine->map_fds(), inst->cfg.series_expiry_ns,
+                                          inst->cfg.dead_pid_grace_ns);
+  watch_lifecycle(*inst);
+  inst->lifecycle->scan();
+  size_t ok = inst->engine->attach_all();
+  spdlog::info("{} of {} probes attached", ok, inst->plan.probes.size());
+  // The identity of the file each probe was analysed from: if it was replaced before the
+  // attach (which then refused it), the next scan sees the difference and re-plans.
+  for (const auto& pp : inst->engine->plan().probes) inst->probe_files.push_back(analysed_id(pp));
+  build_collector(*inst, *inst->engine, extra);
+}
+
+/// An incremental reload (README, Reloads): the running engine, its BPF object and maps
+/// stay; probes identical in the new plan (plan::rebase_plan) keep their links and kernel
+/// values; new and changed ones are attached beside them before the swap, removed ones
+/// detached and their values deleted after it. Scrapes wait only for the swap. On an
+/// error before the swap nothing has changed (FatalError).
+void reload_incremental(std::unique_ptr<Instance>& inst, std::unique_ptr<Instance> fresh, plan::ReloadDiff diff,
+                        const std::vector<collector::FamilySource>& extra, std::mutex& mu) {
+  attach::Engine& engine = *inst->engine;
+  const size_t kept = static_cast<size_t>(std::count_if(diff.kept.begin(), diff.kept.end(), [](int k) { return k >= 0; }));
+  const size_t removed = diff.removed.size();
+  if (auto r = engine.stage_reload(fresh->plan, std::move(diff)); !r) throw FatalError{r.error()};
+  try {
+    fresh->lifecycle = std::make_unique<process::Lifecycle>(fresh->cfg.workers, fresh->worker_binaries);
+    fresh->lifecycle->adopt(*inst->lifecycle);
+    build_collector(*fresh, engine, extra);
+  } catch (...) {
+    engine.abort_reload();
+    throw;
+  }
+  std::unique_ptr<Instance> old;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    fresh->collector->adopt(*inst->collector);
+    engine.commit_reload(&fresh->cfg);
+    // The expiry sweeps the same maps: its counts continue, and it follows the engine's
+    // plan, whose content has just changed. The main loop (this thread) runs its sweeps.
+    fresh->expiry = std::move(inst->expiry);
+    fresh->expiry->follow(fresh->cfg.series_expiry_ns, fresh->cfg.dead_pid_grace_ns);
+    fresh->collector->set_expiry(fresh->expiry.get());
+    fresh->engine = std::move(inst->engine);
+    old = std::move(inst);
+    inst = std::move(fresh);
+  }
+  // Before the old lifecycle goes (exits and execs arrive on this thread). The new config
+  // is in force now: a failure here is logged, not reported as a failed reload.
+  try {
+    watch_lifecycle(*inst);
+  } catch (const FatalError& e) {
+    spdlog::error("reload: worker lifecycle: {}", e.error.message);
+  }
+  old.reset();
+  // The removed probes' keys leave the maps (their quota slots given back); the
+  // collector forgets them at its next scrape.
+  if (size_t n = engine.finish_reload()) inst->expiry->forget_deleted(n);
+  for (const auto& pp : engine.plan().probes) inst->probe_files.push_back(analysed_id(pp));
+  size_t attached = 0;
+  for (const auto& st : engine.states()) attached += st.attached ? 1 : 0;
+  spdlog::info("reload: {} probes kept with their values, {} new or changed, {} removed; {} of {} attached", kept,
+               engine.plan().probes.size() - kept, removed, attached, engine.plan().probes.size());
 }
 
 /// Re-attaches probes whose binary was replaced on disk (new inode). The new plan is
@@ -163,8 +239,15 @@ void check_replaced(Instance& inst, std::mutex& mu) {
       inst.probe_files[i] = now;
       continue;
     }
+    // The probe keeps its spec index and series ids (those of the running plan, which
+    // reloads may have renumbered), so its values continue on the new file.
+    if (auto d = plan::rebase_plan(inst.engine->plan(), inst.cfg, *fresh, inst.cfg, /*ids_only=*/true); !d.incremental) {
+      spdlog::error("probe '{}': cannot re-attach to the replaced {}: {}", pp.name, pp.binary, d.why);
+      inst.probe_files[i] = now;
+      continue;
+    }
     std::lock_guard<std::mutex> lock(mu);
-    auto r = inst.engine->replace_probe(i, fresh->probes[i], fresh->specs[i]);
+    auto r = inst.engine->replace_probe(i, fresh->probes[i], fresh->specs[fresh->probes[i].cookie]);
     if (!r)
       spdlog::error("{}", r.error().message);
     else
@@ -191,7 +274,8 @@ std::string landing_page(const Instance* inst, bool ready, const std::string& te
   const auto& states = inst->engine->states();
   const auto& probes = inst->engine->plan().probes;
   for (size_t i = 0; i < probes.size(); ++i) {
-    const auto& s = i < snap.stats.size() ? snap.stats[i] : insa_probe_stats{};
+    const uint32_t c = probes[i].cookie;
+    const auto& s = c < snap.stats.size() ? snap.stats[c] : insa_probe_stats{};
     o << "<tr><td>" << html_escape(probes[i].name) << "</td><td>" << html_escape(probes[i].binary) << "</td><td>"
       << html_escape(probes[i].target) << "</td><td>" << probes[i].exit_sites << "</td><td>"
       << (states[i].attached ? "yes" : "no") << "</td><td>" << s.hits << "</td><td>" << s.abandoned << "</td><td>"
@@ -374,33 +458,46 @@ int run_agent(const AgentOptions& opt) {
     if (sig == SIGHUP) {
       spdlog::info("SIGHUP: reloading {}", config_file);
       std::string error;
-      // Parse, plan and verify the new config while the old one keeps serving.
+      // Parse and plan the new config while the old one keeps serving.
       std::unique_ptr<Instance> fresh;
       try {
-        fresh = prepare_instance(config_file);
+        fresh = prepare_config(config_file);
       } catch (const FatalError& e) {
         error = e.error.message;
       } catch (const std::exception& e) {
         error = std::string("unexpected error while loading ") + config_file + ": " + e.what();
       }
       if (fresh) {
-        // Attach the new probes while the old ones still count and serve (uprobes may
-        // stack on one function; each instance has its own maps), then swap under the
-        // lock and detach the old ones: scrapes never see a gap nor wait for the attach.
+        // Applied to the running BPF object when it can be: unchanged probes keep their
+        // values (README, Reloads). Otherwise a whole new instance, verified and attached
+        // while the old one still counts and serves (uprobes may stack on one function;
+        // each instance has its own maps), then swapped under the lock: scrapes never see
+        // a gap nor wait for the attach.
+        // rebase_plan also decides whether the new config fits the kernel series budget
+        // the maps were loaded with (otherwise `why` says what changed).
+        plan::ReloadDiff diff = plan::rebase_plan(inst->engine->plan(), inst->cfg, fresh->plan, fresh->cfg);
         try {
-          activate_instance(*fresh, extra);
+          if (diff.incremental) {
+            reload_incremental(inst, std::move(fresh), std::move(diff), extra, mu);
+          } else {
+            auto eng = attach::Engine::load(fresh->plan, {&fresh->cfg});
+            if (!eng) throw FatalError{eng.error()};
+            fresh->engine = std::move(*eng);
+            activate_instance(*fresh, extra, inst.get());
+            std::unique_ptr<Instance> old;
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              fresh->collector->adopt(*inst->collector);
+              old = std::move(inst);
+              inst = std::move(fresh);
+            }
+            old.reset();
+            spdlog::info("reload: every probe starts again from zero: {}", diff.why);
+          }
         } catch (const FatalError& e) {
           error = e.error.message;
-          fresh.reset();
-        }
-        if (fresh) {
-          std::unique_ptr<Instance> old;
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            old = std::move(inst);
-            inst = std::move(fresh);
-          }
-          old.reset();
+        } catch (const std::exception& e) {
+          error = std::string("unexpected error while loading ") + config_file + ": " + e.what();
         }
       }
       if (error.empty()) {

@@ -213,6 +213,27 @@ Result<Link> Engine::attach_point(const plan::AttachPoint& p) {
   return Link(l);
 }
 
+Result<std::vector<Link>> Engine::attach_points(const plan::ProbePlan& pp) {
+  std::vector<Link> links;
+  for (const auto& point : pp.points) {
+    auto l = attach_point(point);
+    if (!l) return Error{pp.mark.str() + ": probe '" + pp.name + "': " + l.error().message, l.error().err};
+    links.push_back(std::move(*l));
+  }
+  return links;
+}
+
+namespace {
+
+std::pair<uint64_t, uint64_t> analysed_file(const plan::ProbePlan& pp) {
+  struct stat st {};
+  if (!pp.points.empty() && pp.points.front().ino != 0) return {pp.points.front().dev, pp.points.front().ino};
+  return stat(pp.binary.c_str(), &st) == 0 ? std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino})
+                                           : std::make_pair(uint64_t{0}, uint64_t{0});
+}
+
+}  // namespace
+
 Result<void> Engine::attach_probe(size_t i) {
   const auto& pp = plan_.probes[i];
   if (pp.python) {
@@ -224,24 +245,15 @@ Result<void> Engine::attach_probe(size_t i) {
     update_file_states();
     return {};
   }
-  std::vector<Link> links;
-  for (const auto& point : pp.points) {
-    auto l = attach_point(point);
-    if (!l) {
-      states_[i].attached = false;
-      states_[i].error = pp.mark.str() + ": probe '" + pp.name + "': " + l.error().message;
-      return Error{states_[i].error, l.error().err};
-    }
-    links.push_back(std::move(*l));
+  auto links = attach_points(pp);
+  if (!links) {
+    states_[i].attached = false;
+    states_[i].error = links.error().message;
+    return links.error();
   }
-  links_[i] = std::move(links);
+  links_[i] = std::move(*links);
   states_[i] = ProbeState{true, links_[i].size(), ""};
-  struct stat st {};
-  if (!pp.points.empty() && pp.points.front().ino != 0)
-    probe_files_[i] = {pp.points.front().dev, pp.points.front().ino};
-  else
-    probe_files_[i] = stat(pp.binary.c_str(), &st) == 0 ? std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino})
-                                                         : std::make_pair(uint64_t{0}, uint64_t{0});
+  probe_files_[i] = analysed_file(pp);
   return {};
 }
 
@@ -301,10 +313,10 @@ size_t Engine::retired_links() const {
 }
 
 Result<void> Engine::replace_probe(size_t i, const plan::ProbePlan& pp, const insa_probe_spec& spec) {
-  uint32_t key = static_cast<uint32_t>(i);
+  uint32_t key = pp.cookie;  // the probe's spec index, kept across reloads (plan::rebase_plan)
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.specs), &key, &spec, BPF_ANY))
     return Error::from_errno("cannot update the spec of probe '" + pp.name + "'");
-  plan_.specs[i] = spec;
+  plan_.specs[key] = spec;
   // Processes still running the old file keep being measured through these links
   // until the last of them exits (release_retired).
   if (!links_[i].empty()) {
@@ -337,6 +349,7 @@ size_t Engine::attach_all() {
       auto l = attach_point(p);
       if (l) {
         catch_links_.push_back(std::move(*l));
+        catch_hooked_.push_back(p);
         spdlog::info("C++ exceptions: catch hook on {} __cxa_begin_catch @0x{:x}", p.binary, p.offset);
       } else {
         spdlog::warn("C++ exception tracking off for {}: {}", p.binary, l.error().message);
@@ -367,8 +380,18 @@ size_t Engine::attach_all() {
 
 Result<void> Engine::watch_exits(std::function<void(const ExitEvent&)> cb,
                                  std::function<void(const ExecEvent&)> exec_cb) {
+  const bool exec_hooked = exits_ && shared_links_.size() > 1;
   exit_cb_ = std::move(cb);
   exec_cb_ = std::move(exec_cb);
+  if (exits_) {
+    // Again (a reload kept this engine): new callbacks; the exec tracepoint once needed.
+    if (exec_cb_ && !exec_hooked) {
+      bpf_link* x = bpf_program__attach(skel_->progs.insa_task_exec);
+      if (!x) return Error::from_errno("cannot attach the sched_process_exec tracepoint");
+      shared_links_.emplace_back(x);
+    }
+    return {};
+  }
   bpf_link* l = bpf_program__attach(skel_->progs.insa_task_exit);
   if (!l) return Error::from_errno("cannot attach the sched_process_exit tracepoint");
   shared_links_.emplace_back(l);
@@ -617,6 +640,57 @@ void Engine::exec_seen(uint32_t tgid, uint64_t dev, uint64_t ino) {
   }
 }
 
+std::vector<bpf_map*> Engine::series_maps() const {
+  // insa_key and insa_span_key both begin with the series id.
+  return {skel_->maps.counters, skel_->maps.histograms, skel_->maps.gauges, skel_->maps.spans};
+}
+
+size_t Engine::delete_series(const std::map<uint32_t, uint32_t>& metric_of) {
+  if (metric_of.empty()) return 0;
+  const reader::MapFds fds = map_fds();
+  size_t deleted = 0;
+  for (bpf_map* m : series_maps()) {
+    const int fd = bpf_map__fd(m);
+    const bool aggregation = m != skel_->maps.spans;  // keyed by insa_key, under a quota
+    const size_t ksz = bpf_map__key_size(m);
+    // Collect first: deleting while walking a hash map restarts the walk.
+    std::vector<uint8_t> keys, key(ksz), next(ksz);
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+      uint32_t series;
+      std::memcpy(&series, next.data(), sizeof series);
+      if (metric_of.count(series)) keys.insert(keys.end(), next.begin(), next.end());
+      key.swap(next);
+      prev = key.data();
+    }
+    for (size_t off = 0; off < keys.size(); off += ksz) {
+      if (bpf_map_delete_elem(fd, keys.data() + off) != 0) continue;
+      ++deleted;
+      if (!aggregation) continue;
+      insa_key k;
+      std::memcpy(&k, keys.data() + off, sizeof k);
+      reader::release_quota(fds, metric_of.at(k.series), k);
+    }
+  }
+  return deleted;
+}
+
+Result<void> Engine::write_spec(uint32_t index, const insa_probe_spec& spec) {
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.specs), &index, &spec, BPF_ANY))
+    return Error::from_errno("cannot write probe spec " + std::to_string(index));
+  return {};
+}
+
+Result<void> Engine::zero_stats(uint32_t index) {
+  const int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return Error{"cannot count the possible CPUs", -ncpus};
+  // A per-CPU array takes one value per possible CPU, each rounded up to 8 bytes.
+  std::vector<uint8_t> zero(static_cast<size_t>(ncpus) * ((sizeof(insa_probe_stats) + 7) & ~size_t{7}), 0);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.stats), &index, zero.data(), BPF_ANY))
+    return Error::from_errno("cannot reset the statistics of probe spec " + std::to_string(index));
+  return {};
+}
+
 namespace {
 
 /// Whether /proc/PID/maps maps one of `files` (device, inode).
@@ -644,6 +718,10 @@ uint64_t catch_offset_of(const std::string& path) {
   if (auto sym = f->find_function("__cxa_begin_catch")) return sym->file_offset;
   auto stub = elf::plt_stub_offset(*f, "__cxa_begin_catch");
   return stub ? *stub : 0;
+}
+
+bool same_catch_point(const plan::AttachPoint& a, const plan::AttachPoint& b) {
+  return a.binary == b.binary && a.offset == b.offset && a.dev == b.dev && a.ino == b.ino;
 }
 
 }  // namespace
@@ -896,6 +974,152 @@ void Engine::update_file_states() {
                    : pp.mark.str() + ": probe '" + pp.name + "': " + pp.own_path +
                          " is not on this host and no container runs it yet; it is attached when one starts";
   }
+}
+
+Result<void> Engine::stage_reload(plan::Plan fresh, plan::ReloadDiff diff) {
+  abort_reload();
+  auto p = std::make_unique<PendingReload>();
+  p->plan = std::move(fresh);
+  p->diff = std::move(diff);
+  const size_t n = p->plan.probes.size();
+  p->links.resize(n);
+  p->states.resize(n);
+  p->probe_files.resize(n);
+  pending_ = std::move(p);
+  auto& pr = *pending_;
+  // The ids new and changed probes count into start empty.
+  std::map<uint32_t, uint32_t> fresh_ids;  // id → metric (same indices: rebase_plan kept the budget)
+  for (size_t id = 0; id < pr.plan.series.size(); ++id) {
+    const auto& s = pr.plan.series[id];
+    if (!s.unused && s.probe >= 0 && pr.diff.kept[static_cast<size_t>(s.probe)] < 0)
+      fresh_ids.emplace(static_cast<uint32_t>(id), static_cast<uint32_t>(s.metric));
+  }
+  delete_series(fresh_ids);
+  for (size_t j = 0; j < n; ++j) {
+    const auto& pp = pr.plan.probes[j];
+    const int i = pr.diff.kept[j];
+    if (i >= 0) {
+      // Continues untouched; its links move over at commit. One that failed to attach
+      // (its file was missing) is tried again, with the same spec.
+      pr.states[j] = states_[static_cast<size_t>(i)];
+      pr.probe_files[j] = probe_files_[static_cast<size_t>(i)];
+      if (pp.python || states_[static_cast<size_t>(i)].attached) continue;
+    } else {
+      auto z = zero_stats(pp.cookie);
+      if (z) z = write_spec(pp.cookie, pr.plan.specs[pp.cookie]);
+      if (!z) {
+        abort_reload();
+        return z.error();
+      }
+      pr.new_specs.push_back(pp.cookie);
+      if (pp.python) continue;  // hooked per interpreter (rescan_python)
+    }
+    auto links = attach_points(pp);
+    if (!links) {
+      spdlog::error("{}", links.error().message);
+      pr.states[j] = ProbeState{false, 0, links.error().message};
+      continue;
+    }
+    pr.states[j] = ProbeState{true, links->size(), ""};
+    pr.probe_files[j] = analysed_file(pp);
+    pr.links[j] = std::move(*links);
+    spdlog::info("probe '{}' attached: {} ({} points, {} return sites)", pp.name, pp.target,
+                 pr.states[j].points_attached, pp.exit_sites);
+  }
+  if (pr.plan.needs_catch && pr.plan.catch_points.empty())
+    spdlog::warn("C++ exception tracking off: no __cxa_begin_catch found (no libstdc++ on this host?)");
+  for (const auto& cp : pr.plan.catch_points) {
+    if (std::any_of(catch_hooked_.begin(), catch_hooked_.end(), [&](const auto& h) { return same_catch_point(h, cp); }))
+      continue;
+    auto l = attach_point(cp);
+    if (!l) {
+      spdlog::warn("C++ exception tracking off for {}: {}", cp.binary, l.error().message);
+      continue;
+    }
+    spdlog::info("C++ exceptions: catch hook on {} __cxa_begin_catch @0x{:x}", cp.binary, cp.offset);
+    pr.catch_links.push_back(std::move(*l));
+    pr.catch_points.push_back(cp);
+  }
+  return {};
+}
+
+void Engine::commit_reload(const config::Config* cfg) {
+  if (!pending_) return;
+  auto& pr = *pending_;
+  const size_t n = pr.plan.probes.size();
+  // Per probe: whether its entry stack delta is known (kept probes keep theirs). Configs
+  // with per-process probes reload whole (plan::rebase_plan), so no per-process links
+  // are indexed by the old numbering here.
+  std::vector<bool> delta(n);
+  for (size_t j = 0; j < n; ++j) {
+    const int i = pr.diff.kept[j];
+    const auto& pp = pr.plan.probes[j];
+    delta[j] = i >= 0 && static_cast<size_t>(i) < delta_known_.size() ? delta_known_[static_cast<size_t>(i)]
+                                                                       : (pp.host_file || pp.python);
+  }
+  delta_known_ = std::move(delta);
+  config_ = cfg;
+  std::vector<std::vector<Link>> links(n);
+  for (size_t j = 0; j < n; ++j) {
+    const int i = pr.diff.kept[j];
+    if (i >= 0 && pr.links[j].empty())
+      links[j] = std::move(links_[static_cast<size_t>(i)]);
+    else
+      links[j] = std::move(pr.links[j]);
+  }
+  for (size_t i : pr.diff.removed) pr.dropped.push_back(std::move(links_[i]));
+  // Catch hooks: the new plan's, kept or new; the others are released at finish.
+  std::vector<Link> catch_links;
+  std::vector<plan::AttachPoint> hooked;
+  for (size_t k = 0; k < catch_hooked_.size(); ++k) {
+    const bool wanted = std::any_of(pr.plan.catch_points.begin(), pr.plan.catch_points.end(),
+                                    [&](const auto& cp) { return same_catch_point(cp, catch_hooked_[k]); });
+    if (wanted) {
+      catch_links.push_back(std::move(catch_links_[k]));
+      hooked.push_back(catch_hooked_[k]);
+    } else {
+      pr.dropped_catch.push_back(std::move(catch_links_[k]));
+    }
+  }
+  for (size_t k = 0; k < pr.catch_links.size(); ++k) {
+    catch_links.push_back(std::move(pr.catch_links[k]));
+    hooked.push_back(pr.catch_points[k]);
+  }
+  catch_links_ = std::move(catch_links);
+  catch_hooked_ = std::move(hooked);
+  // The metric of each freed series, which only the outgoing plan knows: its keys take
+  // their metric's quota slots until finish_reload deletes them.
+  for (uint32_t id : pr.diff.freed_series)
+    if (id < plan_.series.size()) pr.freed.emplace(id, static_cast<uint32_t>(plan_.series[id].metric));
+  plan_ = std::move(pr.plan);
+  links_ = std::move(links);
+  states_ = std::move(pr.states);
+  probe_files_ = std::move(pr.probe_files);
+  pr.new_specs.clear();  // theirs now
+  update_python_states();
+}
+
+size_t Engine::finish_reload() {
+  if (!pending_) return 0;
+  auto& pr = *pending_;
+  // Detach first (the kernel waits for running handlers), then clear what they updated.
+  pr.dropped.clear();
+  pr.dropped_catch.clear();
+  for (uint32_t c : pr.diff.freed_specs)
+    if (auto r = write_spec(c, insa_probe_spec{}); !r) spdlog::warn("reload: {}", r.error().message);
+  const size_t keys = delete_series(pr.freed);
+  spdlog::debug("reload: {} probes removed or changed, {} series keys deleted", pr.diff.removed.size(), keys);
+  pending_.reset();
+  return keys;
+}
+
+void Engine::abort_reload() {
+  if (!pending_) return;
+  auto& pr = *pending_;
+  pr.links.clear();
+  pr.catch_links.clear();
+  for (uint32_t c : pr.new_specs) (void)write_spec(c, insa_probe_spec{});
+  pending_.reset();
 }
 
 int Engine::poll_exits(int timeout_ms) { return exits_ ? ring_buffer__poll(exits_.get(), timeout_ms) : 0; }

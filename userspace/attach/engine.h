@@ -21,6 +21,7 @@
 
 struct insa_probes;
 struct bpf_link;
+struct bpf_map;
 struct ring_buffer;
 
 namespace insa::attach {
@@ -105,7 +106,7 @@ class Engine {
   void detach_probe(size_t probe);
   /// Starts reporting process exits to `cb` and, when given, every exec to
   /// `exec_cb` (pid, device and inode of the file; called from poll_exits, in the
-  /// order they happened).
+  /// order they happened). Called again, it replaces the callbacks.
   Result<void> watch_exits(std::function<void(const ExitEvent&)> cb,
                            std::function<void(const ExecEvent&)> exec_cb = {});
   /// Drains pending exit events; waits at most timeout_ms.
@@ -132,6 +133,31 @@ class Engine {
   /// Exec events of processes a probe may target, not yet handled by rescan_files.
   bool pending_execs() const { return !pending_execs_.empty(); }
 
+  /// Incremental reload, in three steps so the scrape lock is held only for the swap.
+  /// `fresh` was renumbered against plan() by plan::rebase_plan, which gave `diff`.
+  /// stage_reload (without the lock): the series ids of new and changed probes are
+  /// emptied, their specs written at spec indices no running probe uses, their statistics
+  /// zeroed, and they are attached, while every running probe keeps counting (a changed
+  /// probe's old and new links both fire meanwhile, each into its own series). Nothing a
+  /// scrape reads changes. On failure nothing is left behind.
+  Result<void> stage_reload(plan::Plan fresh, plan::ReloadDiff diff);
+  /// Makes the staged plan the engine's: kept probes carry their links, state and values
+  /// over untouched. Call with the lock that scrapes hold.
+  /// `cfg`: the new config (outlives the engine until the next reload), which per-process
+  /// attachment reads from now on.
+  void commit_reload(const config::Config* cfg);
+  /// After commit_reload: detaches the removed and replaced probes, clears their specs and
+  /// deletes their series' keys from every map keyed by series (delete_series). Returns
+  /// the number of keys deleted.
+  size_t finish_reload();
+  /// Drops a staged reload that will not be committed (detaches what it attached).
+  void abort_reload();
+  /// Deletes every key whose series id is in `metric_of` (series id → its metric) from
+  /// every map keyed by series id (series_maps()); each deleted key of an aggregation map
+  /// gives its metric's quota slot back, as an expired one does (reader::release_quota).
+  /// Returns the number of keys deleted.
+  size_t delete_series(const std::map<uint32_t, uint32_t>& metric_of);
+
   const std::vector<ProbeState>& states() const { return states_; }
   const plan::Plan& plan() const { return plan_; }
   int counters_fd() const;
@@ -143,6 +169,28 @@ class Engine {
  private:
   Engine(plan::Plan plan, std::unique_ptr<::insa_probes, SkeletonDeleter> skel);
   Result<Link> attach_point(const plan::AttachPoint& p);
+  /// Attaches every point of `pp`, or none (the first failure, with the probe named).
+  Result<std::vector<Link>> attach_points(const plan::ProbePlan& pp);
+  /// The maps whose keys begin with a __u32 series id: values a reload deletes by id.
+  std::vector<bpf_map*> series_maps() const;
+  Result<void> write_spec(uint32_t index, const insa_probe_spec& spec);
+  Result<void> zero_stats(uint32_t index);
+  /// A reload between stage_reload and finish_reload.
+  struct PendingReload {
+    plan::Plan plan;
+    plan::ReloadDiff diff;
+    std::vector<std::vector<Link>> links;  ///< per new probe: links attached by stage_reload
+    std::vector<ProbeState> states;
+    std::vector<std::pair<uint64_t, uint64_t>> probe_files;
+    std::vector<uint32_t> new_specs;        ///< spec indices written by stage_reload
+    std::vector<Link> catch_links;          ///< catch hooks the running plan lacked
+    std::vector<plan::AttachPoint> catch_points;
+    std::vector<std::vector<Link>> dropped;  ///< after commit: links of removed probes
+    std::map<uint32_t, uint32_t> freed;      ///< after commit: freed series id → its metric
+    std::vector<Link> dropped_catch;
+  };
+  std::unique_ptr<PendingReload> pending_;
+  std::vector<plan::AttachPoint> catch_hooked_;  ///< the point of each catch_links_ entry
 
   plan::Plan plan_;
   std::unique_ptr<::insa_probes, SkeletonDeleter> skel_;

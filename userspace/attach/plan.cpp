@@ -741,6 +741,286 @@ Result<FilePlan> plan_probe_file(const config::Config& cfg, size_t probe, const 
   return Builder(cfg).build_one(probe, file);
 }
 
+namespace {
+
+bool same_metric(const config::MetricDef& a, const config::MetricDef& b) {
+  return a.name == b.name && a.help == b.help && a.type == b.type && a.labels == b.labels && a.buckets == b.buckets;
+}
+
+bool same_decoder(const LabelDecoder& a, const LabelDecoder& b) {
+  return a.name == b.name && a.kind == b.kind && a.static_value == b.static_value && a.offset == b.offset &&
+         a.len == b.len && a.value_map == b.value_map && a.map_default == b.map_default &&
+         a.regex.has_value() == b.regex.has_value() && (!a.regex || a.regex->pattern() == b.regex->pattern()) &&
+         a.drop_unmatched == b.drop_unmatched && a.field == b.field && a.pid == b.pid;
+}
+
+bool same_series(const Series& a, const config::Config& ca, const Series& b, const config::Config& cb) {
+  if (a.unused || b.unused || a.metric >= ca.metrics.size() || b.metric >= cb.metrics.size()) return false;
+  if (!same_metric(ca.metrics[a.metric], cb.metrics[b.metric]) || a.scale != b.scale || a.gauge != b.gauge ||
+      a.derived_inflight != b.derived_inflight || a.labels.size() != b.labels.size())
+    return false;
+  for (size_t i = 0; i < a.labels.size(); ++i)
+    if (!same_decoder(a.labels[i], b.labels[i])) return false;
+  return true;
+}
+
+/// Same place, same file (device + inode), same role; cookies compared by their flag bits.
+bool same_point(const AttachPoint& a, uint32_t ca, const AttachPoint& b, uint32_t cb) {
+  return a.role == b.role && a.binary == b.binary && a.offset == b.offset && a.pid == b.pid &&
+         (a.cookie ^ ca) == (b.cookie ^ cb) && a.usdt_provider == b.usdt_provider && a.usdt_name == b.usdt_name &&
+         a.dev == b.dev && a.ino == b.ino;
+}
+
+bool same_python(const std::optional<config::PythonDef>& a, const std::optional<config::PythonDef>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  if (!a) return true;
+  return a->script == b->script && a->module == b->module && a->file == b->file && a->function == b->function &&
+         a->interpreters == b->interpreters && a->source == b->source && a->per_call == b->per_call;
+}
+
+/// Series ids of probe `probe`, in the order the probe's updates created them (ids are
+/// handed out in ascending order, so id order is creation order).
+std::vector<uint32_t> series_of(const Plan& p, size_t probe) {
+  std::vector<uint32_t> out;
+  for (size_t id = 0; id < p.series.size(); ++id)
+    if (!p.series[id].unused && p.series[id].probe == static_cast<int>(probe)) out.push_back(static_cast<uint32_t>(id));
+  return out;
+}
+
+/// `spec` (numbered like `from`) renumbered: series ids through `ids`, statuses through
+/// `status` (from index → to index). False when an id or status has no image.
+bool renumber_spec(insa_probe_spec& spec, const std::map<uint32_t, uint32_t>& ids, const std::vector<int>& status) {
+  auto st = [&](uint8_t& v) {
+    if (v >= status.size() || status[v] < 0) return false;
+    v = static_cast<uint8_t>(status[v]);
+    return true;
+  };
+  if (!st(spec.default_status) || !st(spec.exception_status)) return false;
+  if ((spec.flags & INSA_PROBE_ABANDON_STATUS) && !st(spec.abandoned_status)) return false;
+  for (unsigned r = 0; r < spec.nrules && r < INSA_MAX_RULES; ++r)
+    if (!st(spec.rules[r].status)) return false;
+  for (unsigned k = 0; k < spec.nactions && k < INSA_MAX_ACTIONS; ++k) {
+    auto& a = spec.actions[k];
+    uint32_t& id = a.op == INSA_OP_SPAN_BEGIN ? a.span_series : a.series;
+    auto it = ids.find(id);
+    if (it == ids.end()) return false;
+    id = it->second;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string budget_misfit(const Plan& running, const config::Config& running_cfg, const Plan& fresh,
+                          const config::Config& fresh_cfg) {
+  const auto& rm = running_cfg.metrics;
+  const auto& fm = fresh_cfg.metrics;
+  // insa_action.metric indexes `quotas` and `metric_stats`: index i must stay metric i.
+  for (size_t i = 0; i < std::max(rm.size(), fm.size()); ++i) {
+    if (i >= rm.size()) return "metric '" + fm[i].name + "' was added (metrics index the kernel's series quotas)";
+    if (i >= fm.size()) return "metric '" + rm[i].name + "' was removed (metrics index the kernel's series quotas)";
+    if (rm[i].name != fm[i].name || rm[i].type != fm[i].type)
+      return "metric '" + fm[i].name + "' takes the place of '" + rm[i].name +
+             "' (metrics, in config order, index the kernel's series quotas)";
+    if (rm[i].max_series != fm[i].max_series) return "the max_series of metric '" + fm[i].name + "' changed";
+  }
+  if (running_cfg.max_series != fresh_cfg.max_series)
+    return "exporter.max_series changed (the kernel maps are sized at load)";
+  const MapBudget& l = running.budget;  // what the maps were loaded with
+  const MapBudget& f = fresh.budget;    // what the new config alone would get
+  if (l.metrics.size() != fm.size() || f.metrics.size() != fm.size()) return "the series budget has another shape";
+  uint64_t need[kMapKinds] = {0, 0, 0};
+  for (size_t i = 0; i < fm.size(); ++i) {
+    const auto &lq = l.metrics[i], &fq = f.metrics[i];
+    if (!fm[i].max_series) {
+      if (fq.captured && !lq.captured)
+        return "metric '" + fm[i].name + "' now has labels captured from the process and no share of max_series yet";
+      if (!fq.captured && fq.quota > lq.quota)
+        return "metric '" + fm[i].name + "' now has " + std::to_string(fq.quota) + " series with fixed labels, more " +
+               "than its quota of " + std::to_string(lq.quota);
+    }
+    need[static_cast<size_t>(lq.map)] += uint64_t{lq.quota} + fq.other_keys;
+  }
+  for (size_t k = 0; k < kMapKinds; ++k)
+    if (need[k] > l.entries[k])
+      return std::string("the '") + map_name(static_cast<MapKind>(k)) + "' map has no room for the new 'other' keys";
+  return "";
+}
+
+ReloadDiff rebase_plan(const Plan& running, const config::Config& running_cfg, Plan& fresh,
+                       const config::Config& fresh_cfg, bool ids_only) {
+  ReloadDiff d;
+  if (!ids_only) {
+    d.why = budget_misfit(running, running_cfg, fresh, fresh_cfg);
+    if (!d.why.empty()) {
+      d.why = "the kernel series budget does not hold the new config: " + d.why;
+      d.incremental = false;
+      return d;
+    }
+    // Per-process native links (containers, select:) are kept by probe index and file
+    // analysis: a reload renumbers probes, so such configs reload whole.
+    auto per_process = [](const Plan& p) {
+      return std::any_of(p.probes.begin(), p.probes.end(), [](const ProbePlan& pp) {
+        return !pp.python && (pp.per_process() || !pp.own_path.empty());
+      });
+    };
+    if (per_process(running) || per_process(fresh)) {
+      d.why = "probes on paths inside containers or with 'select:' are attached per process, which a reload does "
+              "not carry over";
+      d.incremental = false;
+      return d;
+    }
+  }
+  const size_t nf = fresh.probes.size(), nr = running.probes.size();
+  // Status names of the fresh plan in the running table (-1: not there yet).
+  std::vector<int> status_to_running(fresh.statuses.size(), -1);
+  for (size_t i = 0; i < fresh.statuses.size(); ++i) {
+    auto it = std::find(running.statuses.begin(), running.statuses.end(), fresh.statuses[i]);
+    if (it != running.statuses.end()) status_to_running[i] = static_cast<int>(it - running.statuses.begin());
+  }
+  // Candidates: same name, same attach points and Python target, same series definitions.
+  std::vector<int> cand(nf, -1);
+  std::vector<std::vector<uint32_t>> fresh_series(nf), running_series(nr);
+  for (size_t i = 0; i < nr; ++i) running_series[i] = series_of(running, i);
+  for (size_t j = 0; j < nf; ++j) {
+    fresh_series[j] = series_of(fresh, j);
+    const auto& fp = fresh.probes[j];
+    auto it = std::find_if(running.probes.begin(), running.probes.end(),
+                           [&](const ProbePlan& r) { return r.name == fp.name; });
+    if (it == running.probes.end()) continue;
+    const size_t i = static_cast<size_t>(it - running.probes.begin());
+    const auto& rp = *it;
+    bool same = same_python(fp.python, rp.python) && fp.pid == rp.pid &&
+                fresh_series[j].size() == running_series[i].size();
+    if (same && !ids_only) {
+      same = fp.binary == rp.binary && fp.target == rp.target && fp.tracked == rp.tracked &&
+             fp.points.size() == rp.points.size();
+      for (size_t k = 0; same && k < fp.points.size(); ++k)
+        same = same_point(fp.points[k], fp.cookie, rp.points[k], rp.cookie);
+      if (same && fp.python) {
+        same = fp.py_target == rp.py_target && fp.py_target >= 0 &&
+               static_cast<size_t>(fp.py_target) < fresh.py_targets.size() &&
+               static_cast<size_t>(rp.py_target) < running.py_targets.size();
+        if (same) {
+          insa_py_target a = fresh.py_targets[static_cast<size_t>(fp.py_target)];
+          insa_py_target b = running.py_targets[static_cast<size_t>(rp.py_target)];
+          a.spec = b.spec = 0;
+          same = std::memcmp(&a, &b, sizeof a) == 0;
+        }
+      }
+    }
+    for (size_t k = 0; same && k < fresh_series[j].size(); ++k)
+      same = same_series(fresh.series[fresh_series[j][k]], fresh_cfg, running.series[running_series[i][k]], running_cfg);
+    if (same) cand[j] = static_cast<int>(i);
+  }
+  // The kernel spec, renumbered, must be the running one byte for byte. A span begin
+  // names another probe's series, so dropping one candidate may drop others: repeat.
+  std::map<uint32_t, uint32_t> ids;  // fresh series id → running id, of candidates
+  for (bool changed = true; changed;) {
+    changed = false;
+    ids.clear();
+    for (size_t j = 0; j < nf; ++j)
+      if (cand[j] >= 0)
+        for (size_t k = 0; k < fresh_series[j].size(); ++k) ids[fresh_series[j][k]] = running_series[cand[j]][k];
+    if (ids_only) break;
+    for (size_t j = 0; j < nf; ++j) {
+      if (cand[j] < 0) continue;
+      insa_probe_spec t = fresh.specs[fresh.probes[j].cookie];
+      const auto& rs = running.specs[running.probes[cand[j]].cookie];
+      if (!renumber_spec(t, ids, status_to_running) || std::memcmp(&t, &rs, sizeof t) != 0) {
+        cand[j] = -1;
+        changed = true;
+      }
+    }
+  }
+
+  // Python probes share a target table whose length the BPF object was loaded with.
+  for (size_t j = 0; j < nf; ++j)
+    if (fresh.probes[j].python && cand[j] < 0) d.why = "Python probe '" + fresh.probes[j].name + "' is new or changed";
+  std::vector<bool> taken(nr, false);
+  for (int c : cand)
+    if (c >= 0) taken[static_cast<size_t>(c)] = true;
+  for (size_t i = 0; i < nr; ++i)
+    if (!taken[i] && running.probes[i].python) d.why = "Python probe '" + running.probes[i].name + "' was removed";
+  if (fresh.py_targets.size() != running.py_targets.size() && d.why.empty()) d.why = "the Python probes changed";
+
+  // Numbers for new and changed probes: none a running probe uses, holes first.
+  std::set<uint32_t> used_specs, used_series;
+  for (const auto& rp : running.probes) used_specs.insert(rp.cookie);
+  for (size_t id = 0; id < running.series.size(); ++id)
+    if (!running.series[id].unused) used_series.insert(static_cast<uint32_t>(id));
+  std::vector<uint32_t> cookie(nf);
+  uint32_t next_spec = 0;
+  for (size_t j = 0; j < nf; ++j) {
+    if (cand[j] >= 0) {
+      cookie[j] = running.probes[cand[j]].cookie;
+      continue;
+    }
+    while (used_specs.count(next_spec)) ++next_spec;
+    cookie[j] = next_spec++;
+  }
+  uint32_t next_series = 0;
+  std::map<uint32_t, uint32_t> final_ids = ids;
+  for (size_t j = 0; j < nf; ++j) {
+    if (cand[j] >= 0) continue;
+    for (uint32_t id : fresh_series[j]) {
+      while (used_series.count(next_series)) ++next_series;
+      final_ids[id] = next_series++;
+    }
+  }
+  std::vector<std::string> statuses = running.statuses;
+  std::vector<int> status_map = status_to_running;
+  for (size_t i = 0; i < status_map.size(); ++i) {
+    if (status_map[i] >= 0) continue;
+    status_map[i] = static_cast<int>(statuses.size());
+    statuses.push_back(fresh.statuses[i]);
+  }
+  uint32_t max_spec = 0;
+  for (uint32_t c : cookie) max_spec = std::max(max_spec, c + 1);
+  if (d.why.empty() && max_spec > INSA_MAX_PROBES)
+    d.why = "the probes of the running and the new config together need more than " +
+            std::to_string(INSA_MAX_PROBES) + " kernel spec entries";
+  if (d.why.empty() && statuses.size() > 256)
+    d.why = "the running and the new config together name more than 256 statuses";
+  if (!d.why.empty()) {
+    d.incremental = false;  // `fresh` untouched: the agent loads it whole
+    return d;
+  }
+
+  // Renumber `fresh` in place.
+  std::vector<insa_probe_spec> specs(max_spec, insa_probe_spec{});
+  for (size_t j = 0; j < nf; ++j) {
+    auto& pp = fresh.probes[j];
+    insa_probe_spec t = fresh.specs[pp.cookie];
+    // Every id and status has an image here (new ones were just numbered).
+    (void)renumber_spec(t, final_ids, status_map);
+    specs[cookie[j]] = t;
+    for (auto& pt : pp.points) pt.cookie = (pt.cookie ^ pp.cookie) | cookie[j];
+    if (pp.python && pp.py_target >= 0) fresh.py_targets[static_cast<size_t>(pp.py_target)].spec = cookie[j];
+    pp.cookie = cookie[j];
+  }
+  uint32_t max_series = 0;
+  for (const auto& [from, to] : final_ids) max_series = std::max(max_series, to + 1);
+  std::vector<Series> series(max_series);
+  for (auto& s : series) s.unused = true;
+  for (const auto& [from, to] : final_ids) series[to] = std::move(fresh.series[from]);
+  fresh.specs = std::move(specs);
+  fresh.series = std::move(series);
+  fresh.statuses = std::move(statuses);
+  // The maps keep the quotas and sizes they were loaded with (budget_misfit: they hold
+  // the new config), until a whole reload.
+  fresh.budget = running.budget;
+
+  d.kept = cand;
+  for (size_t i = 0; i < nr; ++i) {
+    if (taken[i]) continue;
+    d.removed.push_back(i);
+    d.freed_specs.push_back(running.probes[i].cookie);
+    for (uint32_t id : running_series[i]) d.freed_series.push_back(id);
+  }
+  return d;
+}
+
 bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module) {
   if (!pp.python) return false;
   if (pp.pid > 0 && pp.pid != pid) return false;

@@ -70,6 +70,9 @@ struct Series {
   /// the probe's own statistics, entries - (returns + exceptions + abandoned + untracked),
   /// which the kernel counts anyway. Saves two shared-map updates per call.
   bool derived_inflight = false;
+  /// A hole left by a reload (rebase_plan): no probe updates this id; its keys are gone
+  /// from the maps, and a later reload may give the id to a new series.
+  bool unused = false;
 };
 
 struct ProbePlan {
@@ -108,9 +111,11 @@ struct ProbePlan {
 };
 
 struct Plan {
-  std::vector<insa_probe_spec> specs;  ///< index == cookie
-  std::vector<Series> series;          ///< index == key.series
-  std::vector<ProbePlan> probes;
+  /// index == cookie (ProbePlan::cookie). A fresh plan numbers its probes 0..n-1; after
+  /// an incremental reload (rebase_plan) the numbering has holes (zeroed specs).
+  std::vector<insa_probe_spec> specs;
+  std::vector<Series> series;          ///< index == key.series (holes: Series::unused)
+  std::vector<ProbePlan> probes;       ///< in config order; probes[i].cookie indexes specs
   std::vector<std::string> statuses;   ///< status index → name
   bool needs_catch = false;            ///< some tracked probe: hook __cxa_begin_catch
   /// The copies of __cxa_begin_catch inside probed binaries linked with
@@ -125,6 +130,43 @@ struct Plan {
   /// max_series shared among the metrics; the sizes of the aggregation maps.
   MapBudget budget;
 };
+
+/// How a new plan relates to the running one across a reload (rebase_plan).
+struct ReloadDiff {
+  /// Per probe of the new plan: index of the running probe it continues (same kernel
+  /// spec index, series ids, links and values), or -1 when it is new or changed.
+  std::vector<int> kept;
+  std::vector<size_t> removed;          ///< running probes not kept: detached, their values deleted
+  std::vector<uint32_t> freed_specs;    ///< spec indices of the removed probes (cleared)
+  std::vector<uint32_t> freed_series;   ///< series ids of the removed probes (their keys deleted)
+  /// False when the new plan cannot be applied to the running BPF object (`why`): a
+  /// change to the Python probes (their target table is a load-time constant), a config
+  /// the loaded kernel series budget does not hold (budget_misfit), or more spec indices
+  /// or statuses than the kernel's tables hold. Then the agent reloads whole.
+  bool incremental = true;
+  std::string why;
+};
+
+/// Why the maps loaded with `running`'s budget cannot serve `fresh` (empty: they can).
+/// They can when the metrics are the same, in the same order (insa_action.metric indexes
+/// the kernel's quotas), max_series settings are unchanged, no metric without its own
+/// max_series gains captured labels it had no share for or more fixed-label series than
+/// its quota, and each map has room for the new config's `other` keys beside the quotas.
+/// Then the loaded quotas and sizes stay (rebase_plan gives `fresh` the running budget).
+std::string budget_misfit(const Plan& running, const config::Config& running_cfg, const Plan& fresh,
+                          const config::Config& fresh_cfg);
+
+/// Renumbers `fresh` (built from the new config) against `running`, the plan in force.
+/// A probe of `fresh` identical to a running probe of the same name (same resolved file
+/// by device and inode, attach points, kernel spec and series definitions, metric
+/// definitions included) takes over its spec index (cookie) and series ids, so its kernel
+/// keys and values continue. New and changed probes get indices and ids no running probe
+/// uses (never ones freed by this reload, so a late event of a detached probe cannot land
+/// in a new series). The status table is extended, never reordered: captured status
+/// indices keep their names. `ids_only`: match probes by name and series definitions
+/// only, ignoring attach points and spec (a binary replaced on disk keeps its numbering).
+ReloadDiff rebase_plan(const Plan& running, const config::Config& running_cfg, Plan& fresh,
+                       const config::Config& fresh_cfg, bool ids_only = false);
 
 /// Does a Python probe target this process? (script path suffix or module, and pid)
 bool python_matches(const ProbePlan& pp, int pid, const std::string& script_path, const std::string& module);

@@ -6,6 +6,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <chrono>
 #include <charconv>
 #include <cmath>
@@ -231,6 +232,7 @@ reader::Snapshot Collector::gather() const {
     // Series whose labels are all static exist from the start, at zero.
     for (size_t si = 0; si < plan_.series.size(); ++si) {
       const auto& s = plan_.series[si];
+      if (s.unused) continue;
       bool all_static = std::all_of(s.labels.begin(), s.labels.end(),
                                     [](const LabelDecoder& d) { return d.kind == LabelDecoder::Kind::Static; });
       if (!all_static) continue;
@@ -245,10 +247,6 @@ reader::Snapshot Collector::gather() const {
   if (!ok) {
     ++scrape_errors_;
     spdlog::error("scrape: {}", ok.error().message);
-  }
-  if (expiry_ && expiry_->generation() != expiry_generation_) {
-    expiry_generation_ = expiry_->generation();
-    if (ok) forget_expired(snap);
   }
   const size_t sizes[3] = {snap.counters.size(), snap.histograms.size(), snap.gauges.size()};
   for (int m = 0; m < 3; ++m) {
@@ -269,8 +267,13 @@ reader::Snapshot Collector::gather() const {
     if (i < keys.size() && std::memcmp(&keys[i], &key, sizeof key) == 0) return rows[i];
     const size_t idx = row_for(plan_.series[key.series], key.series, key);
     if (i >= keys.size()) {
-      keys.resize(i + 1);
-      rows.resize(i + 1);
+      // Keys skipped above (a series this plan does not know: a probe being added or
+      // removed by a reload) leave gaps; a gap must never match a real key (a zeroed
+      // key is series 0 with all-zero labels).
+      insa_key gap{};
+      gap.series = UINT32_MAX;
+      keys.resize(i + 1, gap);
+      rows.resize(i + 1, std::string::npos);
     }
     keys[i] = key;
     rows[i] = idx;
@@ -278,7 +281,7 @@ reader::Snapshot Collector::gather() const {
   };
   for (size_t i = 0; i < snap.counters.size(); ++i) {
     const auto& [key, c] = snap.counters[i];
-    if (key.series >= plan_.series.size()) continue;
+    if (key.series >= plan_.series.size() || plan_.series[key.series].unused) continue;
     const auto& s = plan_.series[key.series];
     size_t idx = row_at(0, i, key);
     if (idx == std::string::npos) continue;
@@ -288,7 +291,7 @@ reader::Snapshot Collector::gather() const {
   }
   for (size_t i = 0; i < snap.histograms.size(); ++i) {
     const auto& [key, h] = snap.histograms[i];
-    if (key.series >= plan_.series.size()) continue;
+    if (key.series >= plan_.series.size() || plan_.series[key.series].unused) continue;
     const auto& s = plan_.series[key.series];
     size_t idx = row_at(1, i, key);
     if (idx == std::string::npos) continue;
@@ -300,7 +303,7 @@ reader::Snapshot Collector::gather() const {
   }
   for (size_t i = 0; i < snap.gauges.size(); ++i) {
     const auto& [key, g] = snap.gauges[i];
-    if (key.series >= plan_.series.size()) continue;
+    if (key.series >= plan_.series.size() || plan_.series[key.series].unused) continue;
     const auto& s = plan_.series[key.series];
     size_t idx = row_at(2, i, key);
     if (idx == std::string::npos) continue;
@@ -321,7 +324,37 @@ reader::Snapshot Collector::gather() const {
     rows_[row].gauge += st.hits > ended ? static_cast<double>(st.hits - ended) : 0.0;
     rows_[row].touched = true;
   }
+  // Keys the expiry (or a reload) removed: forgotten once this snapshot's keys all have
+  // their rows, so label values still in use keep their place (also those a new collector
+  // adopted), and only the rows no live key feeds go.
+  if (expiry_ && expiry_->generation() != expiry_generation_) {
+    expiry_generation_ = expiry_->generation();
+    if (ok) forget_expired(snap);
+  }
   return snap;
+}
+
+void Collector::adopt(const Collector& old) {
+  std::scoped_lock lock(mu_, old.mu_);
+  // Label values already seen keep their own series, and values folded into `other` stay
+  // folded, for every metric defined as before: a reload never re-decides which values
+  // `other` holds.
+  for (size_t mi = 0; mi < cfg_.metrics.size(); ++mi) {
+    const auto& m = cfg_.metrics[mi];
+    auto it = std::find_if(old.cfg_.metrics.begin(), old.cfg_.metrics.end(), [&](const config::MetricDef& o) {
+      return o.name == m.name && o.type == m.type && o.labels == m.labels;
+    });
+    if (it == old.cfg_.metrics.end()) continue;
+    const size_t oi = static_cast<size_t>(it - old.cfg_.metrics.begin());
+    for (size_t li = 0; li < m.labels.size(); ++li) {
+      auto s = old.seen_.find({oi, li});
+      if (s != old.seen_.end()) seen_[{mi, li}] = s->second;
+    }
+    if (auto f = old.folded_.find(oi); f != old.folded_.end()) folded_[mi] = f->second;
+    if (auto f = old.folded_count_.find(oi); f != old.folded_count_.end()) folded_count_[mi] = f->second;
+  }
+  scrape_errors_ = old.scrape_errors_;
+  warned_ = old.warned_;
 }
 
 std::vector<pm::MetricFamily> Collector::Collect() const {
@@ -460,7 +493,8 @@ std::vector<pm::MetricFamily> Collector::self_families(const reader::Snapshot& s
   for (size_t i = 0; i < plan_.probes.size(); ++i) {
     std::vector<pm::ClientMetric::Label> l{{"probe", plan_.probes[i].name}};
     attached.metric.push_back(gauge_sample(l, i < st.size() && st[i].attached ? 1 : 0));
-    insa_probe_stats s = i < snap.stats.size() ? snap.stats[i] : insa_probe_stats{};
+    const uint32_t c = plan_.probes[i].cookie;  // spec index: kept across reloads, not the probe's position
+    insa_probe_stats s = c < snap.stats.size() ? snap.stats[c] : insa_probe_stats{};
     events.metric.push_back(counter_sample(l, static_cast<double>(s.hits)));
     abandoned.metric.push_back(counter_sample(l, static_cast<double>(s.abandoned)));
     exceptions.metric.push_back(counter_sample(l, static_cast<double>(s.exceptions)));

@@ -36,6 +36,12 @@ class Collector : public prometheus::Collectable {
   Collector(const config::Config& cfg, const plan::Plan& plan, reader::MapReader& reader,
             std::function<std::vector<ProbeStatus>()> probe_status);
 
+  /// Takes over what a reload must not reset from the collector of the previous config:
+  /// the label values seen and folded into `other` of every metric still defined with
+  /// the same name, type and labels, and the scrape error count. Values themselves come
+  /// from the kernel maps, which keep the series of unchanged probes.
+  void adopt(const Collector& old);
+
   /// Adds a source of families appended at every scrape.
   void add_source(FamilySource src) { sources_.push_back(std::move(src)); }
   /// The expiry sweep of the same maps: its counts are exported, and the keys it
@@ -75,7 +81,7 @@ class Collector : public prometheus::Collectable {
   size_t row_for(const plan::Series& s, uint32_t series, const insa_key& key) const;
   size_t add_row(size_t metric, std::vector<std::string> values, bool always) const;
   /// Drops cached keys that are no longer in the kernel and the rows no key feeds,
-  /// so memory follows the live series. Called with mu_ held, before accumulating.
+  /// so memory follows the live series. Called with mu_ held, after accumulating.
   void forget_expired(const reader::Snapshot& snap) const;
   std::vector<prometheus::MetricFamily> self_families(const reader::Snapshot& snap) const;
 

@@ -71,10 +71,26 @@ Expiry::Expiry(const plan::Plan& plan, reader::MapFds fds, int64_t expiry_ns, in
       dead_grace_ns_(dead_grace_ns),
       ncpus_(libbpf_num_possible_cpus()) {
   if (ncpus_ < 1) ncpus_ = 1;
-  for (const auto& s : plan_.series)
-    for (const auto& l : s.labels) pid_series_ |= l.pid;
   expired_.assign(plan_.budget.metrics.size(), 0);
+  follow(expiry_ns);
+}
+
+void Expiry::follow(int64_t expiry_ns, int64_t dead_grace_ns) {
+  expiry_ns_ = expiry_ns;
+  dead_grace_ns_ = dead_grace_ns;
+  pid_series_ = false;
+  for (const auto& s : plan_.series)
+    for (const auto& l : s.labels) pid_series_ |= !s.unused && l.pid;
+  {
+    // An incremental reload keeps the metrics (and so their indices): counts continue.
+    std::lock_guard<std::mutex> lock(mu_);
+    expired_.resize(plan_.budget.metrics.size(), 0);
+  }
   next_sweep_ = monotonic_ns() + period_ns(expiry_ns_);
+}
+
+void Expiry::forget_deleted(size_t keys) {
+  if (keys) generation_.fetch_add(1);
 }
 
 void Expiry::note_exit(uint32_t tgid) {
@@ -102,7 +118,7 @@ bool Expiry::exited_pid_in_keys() const {
     while (bpf_map_get_next_key(fd, prev, &next) == 0) {
       k = next;
       prev = &k;
-      if (k.series >= plan_.series.size() || (k.flags & INSA_KEY_OTHER)) continue;
+      if (k.series >= plan_.series.size() || plan_.series[k.series].unused || (k.flags & INSA_KEY_OTHER)) continue;
       for (const auto& l : plan_.series[k.series].labels)
         if (l.pid && exited_.count(static_cast<uint32_t>(int_at(k, l.offset)))) return true;
     }
@@ -165,7 +181,8 @@ size_t Expiry::sweep_map(int fd, int kind, uint64_t now, const std::function<boo
   size_t removed = 0;
   for (size_t i = 0; i < *n; ++i) {
     const insa_key key = keys_[i];
-    if (key.series >= plan_.series.size()) continue;
+    // A series no probe updates (a reload's hole): its keys are the engine's to delete.
+    if (key.series >= plan_.series.size() || plan_.series[key.series].unused) continue;
     const auto& s = plan_.series[key.series];
     for (const auto& l : s.labels)
       if (l.pid && !(key.flags & INSA_KEY_OTHER)) pids.insert(static_cast<uint32_t>(int_at(key, l.offset)));
@@ -185,8 +202,7 @@ size_t Expiry::sweep_map(int fd, int kind, uint64_t now, const std::function<boo
         raced_.fetch_add(1);
       }
     }
-    if (!(key.flags & INSA_KEY_OTHER) && fds_.quotas && s.metric < fds_.nmetrics)
-      __atomic_fetch_sub(&fds_.quotas[s.metric].live, 1, __ATOMIC_SEQ_CST);
+    reader::release_quota(fds_, s.metric, key);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (s.metric < expired_.size()) ++expired_[s.metric];

@@ -38,6 +38,13 @@ class Expiry {
 
   /// A process exited (the kernel's exit events): its $pid series go at the next tick.
   void note_exit(uint32_t tgid);
+  /// After a committed incremental reload: the engine's plan (which this sweep reads by
+  /// reference) has new content on the same maps; `expiry_ns` is the new config's.
+  void follow(int64_t expiry_ns, int64_t dead_grace_ns);
+  /// Keys deleted by someone else (a reload's removed probes, Engine::delete_series): the
+  /// collector forgets them too (a new generation). Not counted as expired.
+  void forget_deleted(size_t keys);
+
   /// Called about once a second. Sweeps when the periodic sweep is due (every
   /// expiry/10, between 1 s and 60 s), or when a process whose PID labels a series
   /// exited (so such series go within a second). Returns the keys removed.

@@ -196,6 +196,24 @@ void Lifecycle::exited(uint32_t pid, int status) {
   }
 }
 
+void Lifecycle::adopt(const Lifecycle& old) {
+  std::scoped_lock lock(mu_, old.mu_);
+  std::map<size_t, size_t> index;  // old worker → this worker
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    auto& w = workers_[i];
+    for (size_t o = 0; o < old.workers_.size(); ++o) {
+      const auto& ow = old.workers_[o];
+      if (ow.name == w.name && ow.type == w.type && ow.binary == w.binary && ow.script == w.script) {
+        w = ow;
+        index[o] = i;
+        break;
+      }
+    }
+  }
+  for (const auto& [pid, v] : old.vanished_)
+    if (auto it = index.find(v.first); it != index.end()) vanished_[pid] = {it->second, v.second};
+}
+
 std::vector<WorkerState> Lifecycle::snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return workers_;

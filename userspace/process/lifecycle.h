@@ -54,6 +54,11 @@ class Lifecycle {
   /// A process exited with a wait status.
   void exited(uint32_t pid, int wait_status);
 
+  /// A reload: takes over the state (processes, pending exits, restart counts) of every
+  /// worker of `old` with the same name, type, binary and script, so its health and
+  /// restart counter continue.
+  void adopt(const Lifecycle& old);
+
   /// insa_worker_health_status and insa_worker_restarts_total.
   void collect(std::vector<prometheus::MetricFamily>& out) const;
   std::vector<WorkerState> snapshot() const;

@@ -45,6 +45,11 @@ uint64_t fdinfo_memlock(const std::string& fdinfo) {
   return 0;
 }
 
+void release_quota(const MapFds& fds, uint32_t metric, const insa_key& key) {
+  if ((key.flags & INSA_KEY_OTHER) || !fds.quotas || metric >= fds.nmetrics) return;
+  __atomic_fetch_sub(&fds.quotas[metric].live, 1, __ATOMIC_SEQ_CST);
+}
+
 insa_probe_stats sum_stats(std::span<const uint8_t> bytes, int ncpus) {
   insa_probe_stats total{};
   const size_t stride = percpu_stride(sizeof(insa_probe_stats));

@@ -36,6 +36,11 @@ struct MapFds {
   std::vector<std::pair<std::string, int>> all;  ///< every map, by name (memory figures)
 };
 
+/// A key of `metric` that userspace deleted from an aggregation map (series expiry, a
+/// reload's removed probes) gives its slot of the metric's quota back to the kernel's
+/// count (`quotas`, shared with the BPF programs' atomics). `other` keys never took one.
+void release_quota(const MapFds& fds, uint32_t metric, const insa_key& key);
+
 /// Source of snapshots: the BPF maps in production, a fake in tests.
 class MapReader {
  public:
