@@ -126,7 +126,13 @@ Result<std::unique_ptr<Engine>> Engine::load(const plan::Plan& plan, const Engin
   }
   fd = bpf_map__fd(skel->maps.quotas);
   for (uint32_t i = 0; i < b.metrics.size(); ++i) {
-    insa_quota q{0, static_cast<int64_t>(b.metrics[i].quota)};
+    // A metric whose labels are all fixed can only have its `quota` distinct keys, but
+    // CPUs inserting its first keys at once each take a slot before inserting (and give
+    // it back when another CPU's insert won): room for one slot per CPU in flight, so
+    // such a race never folds into `other` (the maps hold the keys themselves anyway).
+    const int ncpus = libbpf_num_possible_cpus();
+    const int64_t slack = b.metrics[i].captured ? 0 : std::max(ncpus, 1);
+    insa_quota q{0, static_cast<int64_t>(b.metrics[i].quota) + slack};
     if (bpf_map_update_elem(fd, &i, &q, BPF_ANY)) return Error::from_errno("cannot fill the series quota map");
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

@@ -72,7 +72,7 @@ Expiry::Expiry(const plan::Plan& plan, reader::MapFds fds, int64_t expiry_ns, in
       ncpus_(libbpf_num_possible_cpus()) {
   if (ncpus_ < 1) ncpus_ = 1;
   expired_.assign(plan_.budget.metrics.size(), 0);
-  follow(expiry_ns);
+  follow(expiry_ns, dead_grace_ns);
 }
 
 void Expiry::follow(int64_t expiry_ns, int64_t dead_grace_ns) {

@@ -141,10 +141,13 @@ void Lifecycle::scan(const std::string& proc_root) {
   }
   closedir(d);
   if (denied > 0 && !denied_logged_) {
-    // Health would read 0 for workers run by other users: say why, once.
+    // Health would read 0 for workers run by other users: say why, once. (With
+    // CAP_SYS_PTRACE a denial is the kernel's own business, e.g. a sandbox's PID 1.)
     denied_logged_ = true;
-    spdlog::warn("worker lifecycle: /proc/PID/exe of {} processes is unreadable (pid {}{}){}", denied, denied_pids,
-                 denied > 3 ? ", ..." : "", privileges::proc_hint(privileges::effective(), geteuid()));
+    const std::string hint = privileges::proc_hint(privileges::effective(), geteuid());
+    if (!hint.empty())
+      spdlog::warn("worker lifecycle: /proc/PID/exe of {} processes is unreadable (pid {}{}){}", denied, denied_pids,
+                   denied > 3 ? ", ..." : "", hint);
   }
   // Processes gone without an exit event: either their event is still in the
   // ring buffer (read between scans) or they ended before the exporter watched.
