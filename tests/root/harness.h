@@ -5,6 +5,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -235,6 +236,41 @@ inline std::string slurp(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+/// POST /-/reload (the exporter runs with --web.enable-lifecycle); the whole response.
+inline std::string post_reload(int port) {
+  return http_raw(port, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+}
+
+/// Entries of a directory (e.g. /proc/PID/fd), "." and ".." left out.
+inline size_t count_entries(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+/// A process's fds that are BPF programs, maps or links (anon_inode:bpf-prog, ...), by
+/// kind: bpftool here cannot say which process holds a program, and other tests load BPF too.
+inline std::map<std::string, size_t> bpf_fds(pid_t pid) {
+  std::map<std::string, size_t> n;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      char buf[256];
+      ssize_t len = readlink((dir + "/" + e->d_name).c_str(), buf, sizeof buf - 1);
+      if (len <= 0) continue;
+      std::string target(buf, static_cast<size_t>(len));
+      if (target.rfind("anon_inode:bpf", 0) == 0) ++n[target];
+    }
+    closedir(d);
+  }
+  return n;
 }
 
 /// tests/root/configs/request.yaml with its paths into the build tree made absolute, so a

@@ -36,26 +36,6 @@ struct TempDir {
   std::string path_;
 };
 
-std::string post_reload(int port = kPort) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "<connect failed>";
-  }
-  const std::string req = "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
-}
-
 /// The config of one step: the unchanged `calls` probe, the `gen` probe whose metric's
 /// static label is the generation (changed by some reloads), and the unrelated `extra`
 /// probe, stacked on the very function `calls` watches, when `extra`.
@@ -107,33 +87,6 @@ probes:
   return t;
 }
 
-size_t count_entries(const std::string& dir) {
-  size_t n = 0;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    closedir(d);
-  }
-  return n;
-}
-
-/// The exporter's fds that are BPF programs, maps or links, by kind.
-std::map<std::string, size_t> bpf_fds(pid_t pid) {
-  std::map<std::string, size_t> n;
-  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      char buf[256];
-      ssize_t len = readlink((dir + "/" + e->d_name).c_str(), buf, sizeof buf - 1);
-      if (len <= 0) continue;
-      std::string target(buf, static_cast<size_t>(len));
-      if (target.rfind("anon_inode:bpf", 0) == 0) ++n[target];
-    }
-    closedir(d);
-  }
-  return n;
-}
 
 /// Programs loaded on the host (`bpftool prog list`: one "ID: type ..." line each).
 size_t bpftool_programs() {
@@ -217,7 +170,7 @@ TEST(ReloadKeep, UnchangedCounterExactAcrossFiftyReloads) {
   // Warm: one reload before the baselines.
   extra = false;
   std::ofstream(cfg) << config_text(generation, extra);
-  ASSERT_EQ(post_reload().substr(0, 17), "HTTP/1.1 200 OK\r\n");
+  ASSERT_EQ(post_reload(kPort).substr(0, 17), "HTTP/1.1 200 OK\r\n");
   const size_t fds0 = count_entries("/proc/" + std::to_string(pid) + "/fd");
   const auto bpf0 = bpf_fds(pid);
   const size_t progs0 = bpftool_programs();
@@ -269,7 +222,7 @@ TEST(ReloadKeep, UnchangedCounterExactAcrossFiftyReloads) {
       exp.child().signal(SIGHUP);
       ASSERT_TRUE(eventually([&] { return count_loaded() > before; }, 20)) << "SIGHUP reload " << i << "\n" << exp.log();
     } else {
-      const std::string r = post_reload();
+      const std::string r = post_reload(kPort);
       ASSERT_EQ(r.substr(0, 17), "HTTP/1.1 200 OK\r\n") << "reload " << i << ": " << r;
     }
     Samples s = exp.scrape();

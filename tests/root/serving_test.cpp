@@ -128,7 +128,7 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
       << exp.log();
 
   // The same over HTTP: a 500 that says why.
-  auto bad = http_raw(19372, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto bad = post_reload(19372);
   EXPECT_EQ(bad.substr(0, 36), "HTTP/1.1 500 Internal Server Error\r\n") << bad;
   EXPECT_NE(bad.find("failed to reload config, the previous one stays in force: " + cfg), std::string::npos) << bad;
   run_worker(5);
@@ -136,7 +136,7 @@ TEST(Serving, BadEditKeepsTheOldConfigCountingAndScrapesNeverFail) {
 
   // Fixed: the reload succeeds, the metrics say so.
   std::ofstream(cfg) << good;
-  auto ok = http_raw(19372, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto ok = post_reload(19372);
   EXPECT_EQ(ok.substr(0, 17), "HTTP/1.1 200 OK\r\n") << ok;
   s = exp.scrape();
   EXPECT_EQ(s.at("insa_exporter_config_last_reload_successful"), 1);
@@ -186,34 +186,6 @@ TEST(Serving, ReloadMeetingASymlinkLoopKeepsRunning) {
   EXPECT_EQ(exp.scrape().at("insa_exporter_probe_events_total{probe=\"request\"}"), 4);
 }
 
-size_t count_entries(const std::string& dir) {
-  size_t n = 0;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    closedir(d);
-  }
-  return n;
-}
-
-/// The exporter's fds that are BPF programs, maps or links (anon_inode:bpf-prog, ...):
-/// bpftool here cannot say which process holds a program, and other tests load BPF too.
-std::map<std::string, size_t> bpf_fds(pid_t pid) {
-  std::map<std::string, size_t> n;
-  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      char buf[256];
-      ssize_t len = readlink((dir + "/" + e->d_name).c_str(), buf, sizeof buf - 1);
-      if (len <= 0) continue;
-      std::string target(buf, static_cast<size_t>(len));
-      if (target.rfind("anon_inode:bpf", 0) == 0) ++n[target];
-    }
-    closedir(d);
-  }
-  return n;
-}
 
 TEST(Serving, FiftyReloadsUnderScrapingLeakNothing) {
   require_root();
@@ -221,7 +193,7 @@ TEST(Serving, FiftyReloadsUnderScrapingLeakNothing) {
   Exporter exp(request_config(dir.path()), 19375, {"--web.enable-lifecycle"});
   ASSERT_TRUE(exp.wait_ready()) << exp.log();
   const pid_t pid = exp.child().pid();
-  auto reload = [&] { return http_raw(19375, "POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); };
+  auto reload = [&] { return post_reload(19375); };
   ASSERT_EQ(reload().substr(0, 17), "HTTP/1.1 200 OK\r\n");  // warm: one reload before measuring
   const size_t fds0 = count_entries("/proc/" + std::to_string(pid) + "/fd");
   const auto bpf0 = bpf_fds(pid);

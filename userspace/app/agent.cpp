@@ -215,6 +215,7 @@ void reload_incremental(std::unique_ptr<Instance>& inst, std::unique_ptr<Instanc
   // The removed probes' keys leave the maps (their quota slots given back); the
   // collector forgets them at its next scrape.
   if (size_t n = engine.finish_reload()) inst->expiry->forget_deleted(n);
+  engine.rescan_files(&mu);  // containers of new and changed probes: attached per process now
   for (const auto& pp : engine.plan().probes) inst->probe_files.push_back(analysed_id(pp));
   size_t attached = 0;
   for (const auto& st : engine.states()) attached += st.attached ? 1 : 0;

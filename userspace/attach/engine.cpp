@@ -1074,6 +1074,26 @@ void Engine::commit_reload(const config::Config* cfg) {
       links[j] = std::move(pr.links[j]);
   }
   for (size_t i : pr.diff.removed) pr.dropped.push_back(std::move(links_[i]));
+  // Per-process links (a probe's absolute path run in containers) are renumbered like
+  // the probes; those of removed or changed probes go at finish_reload (a changed probe
+  // is attached per process again by the next rescan_files). File analyses are per
+  // probe index: forgotten.
+  std::vector<int> new_index(links_.size(), -1);
+  for (size_t j = 0; j < n; ++j)
+    if (pr.diff.kept[j] >= 0 && static_cast<size_t>(pr.diff.kept[j]) < new_index.size())
+      new_index[static_cast<size_t>(pr.diff.kept[j])] = static_cast<int>(j);
+  for (auto& [pid, pl] : procs_) {
+    std::map<size_t, std::vector<Link>> renumbered;
+    for (auto& [i, l] : pl.probes) {
+      if (i < new_index.size() && new_index[i] >= 0)
+        renumbered[static_cast<size_t>(new_index[i])] = std::move(l);
+      else
+        pr.dropped.push_back(std::move(l));
+    }
+    pl.probes = std::move(renumbered);
+  }
+  analysed_.clear();
+  file_refused_.clear();
   // Catch hooks: the new plan's, kept or new; the others are released at finish.
   std::vector<Link> catch_links;
   std::vector<plan::AttachPoint> hooked;

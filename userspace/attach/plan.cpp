@@ -857,12 +857,11 @@ ReloadDiff rebase_plan(const Plan& running, const config::Config& running_cfg, P
       d.incremental = false;
       return d;
     }
-    // Per-process native links (containers, select:) are kept by probe index and file
-    // analysis: a reload renumbers probes, so such configs reload whole.
+    // Probes attached only per process (a path no host file has, or select:) are not
+    // staged by a reload: such configs reload whole.
     auto per_process = [](const Plan& p) {
-      return std::any_of(p.probes.begin(), p.probes.end(), [](const ProbePlan& pp) {
-        return !pp.python && (pp.per_process() || !pp.own_path.empty());
-      });
+      return std::any_of(p.probes.begin(), p.probes.end(),
+                         [](const ProbePlan& pp) { return !pp.python && pp.per_process(); });
     };
     if (per_process(running) || per_process(fresh)) {
       d.why = "probes on paths inside containers or with 'select:' are attached per process, which a reload does "

@@ -15,14 +15,28 @@
 #include <sstream>
 
 namespace insa::process {
-namespace {
-
 std::string read_link(const std::string& p) {
   char buf[4096];
   ssize_t n = readlink(p.c_str(), buf, sizeof buf - 1);
   if (n <= 0) return "";
   return std::string(buf, static_cast<size_t>(n));
 }
+
+std::vector<std::string> read_cmdline(const std::string& proc_dir) {
+  std::ifstream in(proc_dir + "/cmdline", std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  for (size_t b = 0; b < raw.size();) {
+    size_t e = raw.find('\0', b);
+    if (e == std::string::npos) e = raw.size();
+    argv.emplace_back(raw.substr(b, e - b));
+    b = e + 1;
+  }
+  return argv;
+}
+
+namespace {
+
 
 }  // namespace
 
@@ -258,16 +272,7 @@ std::string stat_field(int pid, int n, const std::string& proc_root) {
 }
 
 std::vector<std::string> cmdline(int pid, const std::string& proc_root) {
-  std::ifstream in(proc_root + "/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> argv;
-  for (size_t b = 0; b < raw.size();) {
-    size_t e = raw.find('\0', b);
-    if (e == std::string::npos) e = raw.size();
-    argv.emplace_back(raw.substr(b, e - b));
-    b = e + 1;
-  }
-  return argv;
+  return read_cmdline(proc_root + "/" + std::to_string(pid));
 }
 
 }  // namespace

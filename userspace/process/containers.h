@@ -19,6 +19,11 @@ namespace insa::process {
 /// namespace, or a chroot), else "". The kernel resolves that link in the process's own
 /// namespace, so "PROC/PID/root" + a path of the process's view opens the process's file.
 std::string process_root(int pid, const std::string& proc_root = "/proc");
+/// The target of a symbolic link ("" when it cannot be read), e.g. /proc/PID/exe.
+std::string read_link(const std::string& path);
+/// The arguments of the process whose /proc directory is `proc_dir` (NUL-separated
+/// /proc/PID/cmdline split; empty when unreadable).
+std::vector<std::string> read_cmdline(const std::string& proc_dir);
 
 /// The executable as the process sees it (readlink of PROC/PID/exe, without the
 /// " (deleted)" of a replaced file); "" when it cannot be read (kernel thread, gone).

@@ -62,15 +62,7 @@ std::string python_script(const std::string& proc_dir, const std::string& exe) {
   std::string_view base = exe;
   if (auto s = base.rfind('/'); s != std::string_view::npos) base.remove_prefix(s + 1);
   if (base.substr(0, 6) != "python") return "";
-  std::ifstream in(proc_dir + "/cmdline", std::ios::binary);
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> argv;
-  for (size_t b = 0; b < raw.size();) {
-    size_t e = raw.find('\0', b);
-    if (e == std::string::npos) e = raw.size();
-    argv.emplace_back(raw.substr(b, e - b));
-    b = e + 1;
-  }
+  const std::vector<std::string> argv = read_cmdline(proc_dir);
   std::string script, module;
   if (!python::parse_cmdline(argv, &script, &module) || script.empty()) return "";
   if (script[0] == '/') return script;

@@ -14,13 +14,6 @@
 namespace insa::python {
 namespace {
 
-std::string read_link(const std::string& p) {
-  char buf[4096];
-  ssize_t n = readlink(p.c_str(), buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  return std::string(buf, static_cast<size_t>(n));
-}
-
 std::string basename_of(const std::string& p) {
   auto s = p.rfind('/');
   return s == std::string::npos ? p : p.substr(s + 1);
@@ -113,7 +106,7 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
       p.interpreter_base = start - off;  // the first mapping of a shared library is at file offset 0
     }
   }
-  std::string exe = read_link(dir + "/exe");
+  std::string exe = process::read_link(dir + "/exe");
   if (exe.size() > 10 && exe.compare(exe.size() - 10, 10, " (deleted)") == 0) exe.resize(exe.size() - 10);
   if (p.interpreter.empty()) {
     if (!is_python_name(exe) && !is_python_name(argv[0])) return std::nullopt;
@@ -138,7 +131,7 @@ std::optional<PyProcess> describe_process(int pid, const std::string& proc_root)
     if (p.script[0] == '/') {
       p.script_path = p.script;
     } else {
-      std::string cwd = read_link(dir + "/cwd");
+      std::string cwd = process::read_link(dir + "/cwd");
       p.script_path = cwd.empty() ? p.script : cwd + "/" + p.script;
     }
     // "python3 ./w.py" or "../app/w.py": the path as a config names it (/srv/app/w.py).
