@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/config.h"
 
+#include "common/regular_file.h"
+
 #include "common/name_hash.h"
 
 #include <fcntl.h>
@@ -994,45 +996,23 @@ Result<Config> parse_config(const std::string& text, const std::string& file) {
 
 Result<Config> load_config(const std::string& path) {
   const std::string hint = " (pass --config.file PATH; see probes.yaml in the repository)";
-  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int e = errno;
-    return Error{"cannot read config file '" + path + "': " + std::strerror(e) + hint, e};
-  }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return Error{"cannot read config file '" + path + "': " + std::strerror(e) + hint, e};
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    const char* kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : "a device";
-    return Error{"config file '" + path + "' is " + kind + ", not a regular file" + hint, EINVAL};
-  }
-  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
-    ::close(fd);
-    return Error{path + ": " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(kMaxConfigBytes) +
-                     " (1 MiB) a config may have (512 probes fit in about 300 KiB): remove what no probe uses",
-                 EFBIG};
-  }
-  std::string text;
-  char buf[65536];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      return Error{"cannot read config file '" + path + "': " + std::strerror(e) + hint, e};
+  auto f = read_regular_file(path, kMaxConfigBytes);
+  switch (f.status) {
+    case RegularFile::Status::Ok: break;
+    case RegularFile::Status::CannotOpen:
+    case RegularFile::Status::ReadError:
+      return Error{"cannot read config file '" + path + "': " + std::strerror(f.err) + hint, f.err};
+    case RegularFile::Status::NotRegular: {
+      const char* kind = S_ISDIR(f.mode) ? "a directory" : S_ISFIFO(f.mode) ? "a FIFO" : S_ISSOCK(f.mode) ? "a socket" : "a device";
+      return Error{"config file '" + path + "' is " + kind + ", not a regular file" + hint, EINVAL};
     }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxConfigBytes) break;  // grew while being read: parse_config says so
+    case RegularFile::Status::TooBig:
+      return Error{path + ": " + std::to_string(f.size) + " bytes, more than the " + std::to_string(kMaxConfigBytes) +
+                       " (1 MiB) a config may have (512 probes fit in about 300 KiB): remove what no probe uses",
+                   EFBIG};
   }
-  ::close(fd);
-  return parse_config(text, path);
+  // A file that grew past the bound while being read: parse_config says so.
+  return parse_config(f.text, path);
 }
 
 }  // namespace insa::config

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "python/source.h"
 
+#include "common/regular_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,45 +174,26 @@ std::vector<PyFunction> scan_source(const std::string& text) {
 }
 
 Result<std::vector<PyFunction>> scan_file(const std::string& path) {
-  // O_NONBLOCK and a regular-file check: a FIFO named as the source (or as the script of
-  // list-probes) would otherwise block the reader forever.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return Error::from_errno("cannot read Python source '" + path + "'");
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return Error::from_errno("cannot read Python source '" + path + "'", e);
+  constexpr uint64_t kMaxSource = 64 << 20;  // the largest Python modules are a few MiB
+  // Never blocks: a FIFO named as the source (or as the script of list-probes) would
+  // otherwise wait for a writer forever.
+  auto f = read_regular_file(path, kMaxSource);
+  switch (f.status) {
+    case RegularFile::Status::Ok: break;
+    case RegularFile::Status::CannotOpen:
+    case RegularFile::Status::ReadError:
+      return Error::from_errno("cannot read Python source '" + path + "'", f.err);
+    case RegularFile::Status::NotRegular:
+      return Error{"Python source '" + path + "' is " +
+                       (S_ISDIR(f.mode) ? "a directory" : S_ISFIFO(f.mode) ? "a FIFO" : "not a regular file") +
+                       ", not a .py file: give the path of the script",
+                   EINVAL};
+    case RegularFile::Status::TooBig:
+      return Error{"Python source '" + path + "' is " + std::to_string(f.size) +
+                       " bytes, more than the 64 MiB a source may have: give the script that defines the function",
+                   EFBIG};
   }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Error{"Python source '" + path + "' is " +
-                     (S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "not a regular file") +
-                     ", not a .py file: give the path of the script",
-                 EINVAL};
-  }
-  constexpr off_t kMaxSource = 64 << 20;  // the largest Python modules are a few MiB
-  if (st.st_size > kMaxSource) {
-    ::close(fd);
-    return Error{"Python source '" + path + "' is " + std::to_string(st.st_size) +
-                     " bytes, more than the 64 MiB a source may have: give the script that defines the function",
-                 EFBIG};
-  }
-  std::string text;
-  char buf[65536];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      return Error::from_errno("cannot read Python source '" + path + "'", e);
-    }
-    if (n == 0 || text.size() > static_cast<size_t>(kMaxSource)) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return scan_source(text);
+  return scan_source(f.text);
 }
 
 }  // namespace insa::python
